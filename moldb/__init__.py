@@ -1,0 +1,75 @@
+"""moldb — a TileDB-backed, versioned array database for macromolecular structures.
+
+Quick start::
+
+    import moldb
+    store = moldb.create("./lab-store")          # or moldb.open("./lab-store")
+    v = store.ingest("1o1z.cif.gz")              # VersionInfo: entry, version, timestamp, counts
+    s = store.get("1O1Z")                        # Structure
+    s.atoms                                      # pyarrow.Table, one row per _atom_site row
+    s.write("1o1z.bcif")
+
+Submodules are imported lazily, so ``import moldb.errors`` or ``moldb.schema``
+does not load TileDB.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from moldb.errors import (
+    ConcurrencyError,
+    DuplicateEntryError,
+    EntryNotFoundError,
+    MoldbError,
+    ParseError,
+    SchemaVersionError,
+    StorageError,
+    StoreError,
+    StoreExistsError,
+    StoreNotFoundError,
+    UnsupportedFormatError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from moldb.api import Store, Structure, create, open
+    from moldb.schema.records import VersionInfo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConcurrencyError",
+    "DuplicateEntryError",
+    "EntryNotFoundError",
+    "MoldbError",
+    "ParseError",
+    "SchemaVersionError",
+    "StorageError",
+    "Store",
+    "StoreError",
+    "StoreExistsError",
+    "StoreNotFoundError",
+    "Structure",
+    "UnsupportedFormatError",
+    "ValidationError",
+    "VersionInfo",
+    "__version__",
+    "create",
+    "open",
+]
+
+_LAZY = {"Store": "moldb.api", "Structure": "moldb.api", "create": "moldb.api", "open": "moldb.api",
+         "VersionInfo": "moldb.schema.records"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'moldb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,118 @@
+"""``Structure``: one version of one entry, read from a store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from moldb.schema.parsed import Category, ParsedEntry, SourceInfo
+from moldb.schema.records import VersionInfo
+
+__all__ = ["Structure"]
+
+
+class Structure:
+    """One version of one entry.
+
+    Attributes
+    ----------
+    entry : str
+        Entry id.
+    version : VersionInfo
+        What was committed: number, timestamp, author, message, hash.
+    atoms : pyarrow.Table
+        One row per ``_atom_site`` row (all models); columns named by mmCIF items
+        (see :mod:`moldb.schema.columns`), plus ``U11`` … ``U23`` when present.
+    """
+
+    def __init__(
+        self,
+        version: VersionInfo,
+        atoms: pa.Table,
+        masks: dict[str, np.ndarray],
+        decimals: dict[str, int],
+        cif_meta: dict[str, Any],
+        load_categories: Callable[[], list[Category]],
+    ) -> None:
+        self.version = version
+        self.entry = version.entry
+        self.atoms = atoms
+        self.atom_masks = masks
+        self.decimals = decimals
+        self._cif_meta = cif_meta
+        self._load_categories = load_categories
+
+    def __repr__(self) -> str:
+        return (f"<Structure {self.entry} v{self.version.version}: {self.atoms.num_rows} atoms, "
+                f"{self.version.n_models} model(s)>")
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Entry-level metadata (title, method, resolution, chains, ligands ...)."""
+        return self.version.summary
+
+    @cached_property
+    def categories(self) -> list[Category]:
+        """Every non-atom category, verbatim, in source order (read on first use)."""
+        return self._load_categories()
+
+    def category(self, name: str) -> pa.Table:
+        """One category as a table of strings (``_refine`` → ``category("refine")``).
+
+        Raises
+        ------
+        KeyError
+            If the entry has no such category.
+        """
+        name = name.lstrip("_").rstrip(".")
+        for c in self.categories:
+            if c.name == name:
+                return c.table
+        raise KeyError(f"{self.entry} has no category {name!r}; it has {', '.join(self.category_names)}")
+
+    @property
+    def category_names(self) -> list[str]:
+        """Names of the stored categories in source order."""
+        return [c[0] for c in self._cif_meta.get("categories", [])]
+
+    def to_parsed(self) -> ParsedEntry:
+        """The interchange form used by the exporters."""
+        typed = self.atoms.select([c for c in self.atoms.column_names if c not in self._text_atom_items])
+        return ParsedEntry(
+            entry_id=self.entry, atoms=typed, atom_masks=dict(self.atom_masks),
+            atom_items=list(self._cif_meta.get("atom_items", [])), decimals=dict(self.decimals),
+            categories=self.categories,
+            source=SourceInfo(**self.version.source) if self.version.source else SourceInfo("", "", "", 0),
+            aniso_items=list(self._cif_meta.get("aniso_items", [])),
+        )
+
+    @property
+    def _text_atom_items(self) -> set[str]:
+        for name, items, _ in self._cif_meta.get("categories", []):
+            if name == "atom_site":
+                return set(items)
+        return set()
+
+    def write(self, path: str | Path, format: str | None = None) -> Path:
+        """Write the structure as mmCIF, BinaryCIF or PDB (chosen by suffix or ``format``)."""
+        from moldb.export import write
+
+        write(self.to_parsed(), path, format=format)
+        return Path(path)
+
+    def to_gemmi(self) -> Any:
+        """A ``gemmi.Structure``."""
+        from moldb.export import to_gemmi
+
+        return to_gemmi(self.to_parsed())
+
+    def to_biotite(self, model: int | None = None) -> Any:
+        """A biotite ``AtomArray`` (one model) or ``AtomArrayStack`` (all models)."""
+        from moldb.export import to_biotite
+
+        return to_biotite(self.to_parsed(), model=model)

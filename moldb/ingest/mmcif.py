@@ -1,0 +1,220 @@
+"""mmCIF and PDB readers (through gemmi).
+
+Both return a :class:`~moldb.schema.parsed.ParsedEntry` that keeps every category
+and value of the file. PDB files are converted by gemmi into an mmCIF document
+first (``Structure.make_mmcif_document``), so they share one code path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from moldb.errors import ParseError
+from moldb.ingest.columns import text_to_typed, unquote
+from moldb.schema.columns import ANISO_COLUMNS, ANISO_ITEMS, ATOM_COLUMNS, COLUMN_BY_NAME
+from moldb.schema.parsed import MASK_DOT, MASK_QUESTION, Category, ParsedEntry, SourceInfo
+
+__all__ = ["parse_cif_block", "read_mmcif", "read_pdb", "source_info"]
+
+_TYPED = {c.name: c for c in ATOM_COLUMNS}
+
+
+def source_info(path: str | Path, fmt: str, data: bytes | None = None) -> SourceInfo:
+    """Checksum and size of a source file."""
+    raw = Path(path).read_bytes() if data is None else data
+    return SourceInfo(str(path), fmt, hashlib.sha256(raw).hexdigest(), len(raw))
+
+
+def read_mmcif(path: str | Path) -> ParsedEntry:
+    """Read an mmCIF file (plain or gzip).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+
+    Returns
+    -------
+    ParsedEntry
+
+    Raises
+    ------
+    ParseError
+        If gemmi cannot parse the file or it has no ``_atom_site`` category.
+    """
+    import gemmi
+
+    try:
+        doc = gemmi.cif.read(str(path))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ParseError(str(path), f"not a readable mmCIF file ({exc})") from exc
+    blocks = [b for b in doc if b.find_mmcif_category("_atom_site.")]
+    if not blocks:
+        raise ParseError(str(path), "no data block with an _atom_site category; is this a coordinate file?")
+    return parse_cif_block(blocks[0], source_info(path, "mmcif"))
+
+
+def read_pdb(path: str | Path) -> ParsedEntry:
+    """Read a PDB-format file (plain or gzip) through gemmi's mmCIF conversion."""
+    import gemmi
+
+    try:
+        st = gemmi.read_structure(str(path), format=gemmi.CoorFormat.Pdb)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ParseError(str(path), f"not a readable PDB file ({exc})") from exc
+    if len(st) == 0 or st[0].count_atom_sites() == 0:
+        raise ParseError(str(path), "no ATOM/HETATM records; is this a coordinate file?")
+    st.setup_entities()
+    doc = st.make_mmcif_document()
+    entry = parse_cif_block(doc.sole_block(), source_info(path, "pdb"), lenient=True)
+    for name, dec in entry.decimals.items():  # gemmi trims trailing zeros; PDB columns are fixed-width
+        entry.decimals[name] = max(dec, COLUMN_BY_NAME[name].decimals)
+    if not entry.entry_id or entry.entry_id.upper() in {"", "XXXX"}:
+        entry.entry_id = _stem(path)
+    return entry
+
+
+def _stem(path: str | Path) -> str:
+    name = Path(path).name
+    for suffix in (".gz", ".bz2", ".cif", ".pdb", ".ent", ".bcif", ".mmtf"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.lower().startswith("pdb") and len(name) == 7:
+        name = name[3:]
+    return name.upper()
+
+
+def _category(name: str, raw: dict[str, list[str]]) -> Category:
+    cols: dict[str, pa.Array] = {}
+    masks: dict[str, np.ndarray] = {}
+    for item, values in raw.items():
+        mask = None
+        out: list[str | None] = []
+        for i, v in enumerate(values):
+            if v == "." or v == "?":
+                if mask is None:
+                    mask = np.zeros(len(values), dtype=np.uint8)
+                mask[i] = MASK_DOT if v == "." else MASK_QUESTION
+                out.append(None)
+            else:
+                out.append(unquote(v))
+        cols[item] = pa.array(out, type=pa.string())
+        if mask is not None:
+            masks[item] = mask
+    return Category(name, pa.table(cols) if cols else pa.table({}), masks)
+
+
+def parse_cif_block(block: Any, source: SourceInfo, lenient: bool = False) -> ParsedEntry:
+    """Convert one gemmi ``cif.Block`` into a :class:`ParsedEntry`.
+
+    Parameters
+    ----------
+    block : gemmi.cif.Block
+    source : SourceInfo
+    lenient : bool
+        Type numeric columns even when their text does not round-trip (used
+        for documents moldb did not read verbatim, such as converted PDB files).
+
+    Returns
+    -------
+    ParsedEntry
+    """
+    path = source.path
+    categories: list[Category] = []
+    atoms: dict[str, pa.Array] = {}
+    masks: dict[str, np.ndarray] = {}
+    decimals: dict[str, int] = {}
+    atom_items: list[str] = []
+    aniso_items: list[str] = []
+    aniso: dict[str, pa.Array] = {}
+    for prefix in block.get_mmcif_category_names():
+        name = prefix[1:-1]
+        raw = block.get_mmcif_category(prefix, raw=True)
+        if name == "atom_site":
+            atom_items = list(raw)
+            extra: dict[str, list[str]] = {}
+            for item, values in raw.items():
+                spec = _TYPED.get(item)
+                typed = text_to_typed(values, spec.kind, lenient) if spec else None
+                if typed is None or typed.array is None:
+                    extra[item] = values
+                    continue
+                atoms[item] = typed.array
+                if typed.mask is not None:
+                    masks[item] = typed.mask
+                if typed.decimals is not None:
+                    decimals[item] = typed.decimals
+            categories.append(_category(name, extra))
+        elif name == "atom_site_anisotrop":
+            cat, aniso, aniso_items = _split_aniso(raw, atoms, decimals, lenient)
+            categories.append(cat)
+        else:
+            categories.append(_category(name, raw))
+    if not atoms:
+        raise ParseError(path, "the _atom_site category has no rows")
+    n = len(next(iter(atoms.values())))
+    ordered = {c.name: atoms[c.name] for c in ATOM_COLUMNS if c.name in atoms}
+    if aniso:
+        ordered.update(aniso)
+        for u in aniso:
+            masks.pop(u, None)
+    table = pa.table(ordered)
+    if table.num_rows != n:
+        raise ParseError(path, "atom_site columns have different lengths")
+    entry_id = _entry_id(block) or _stem(path)
+    return ParsedEntry(entry_id, table, masks, atom_items, decimals, categories, source, aniso_items)
+
+
+def _entry_id(block: Any) -> str:
+    v = block.find_value("_entry.id")
+    if v is None or v in (".", "?"):
+        return ""  # no _entry.id: the caller falls back to the file name
+    return unquote(str(v)).upper()
+
+
+def _split_aniso(
+    raw: dict[str, list[str]],
+    atoms: dict[str, pa.Array],
+    decimals: dict[str, int],
+    lenient: bool,
+) -> tuple[Category, dict[str, pa.Array], list[str]]:
+    """Move the U[i][j] items into per-atom columns matched by atom id.
+
+    Falls back to keeping the category verbatim when ids do not match one to one
+    or the values do not round-trip.
+    """
+    items = list(raw)
+    if "id" in atoms and "id" in raw and all(v in raw for v in ANISO_ITEMS.values()):
+        atom_ids = np.asarray(atoms["id"].to_numpy(zero_copy_only=False))
+        try:
+            aniso_ids = np.asarray(raw["id"], dtype=np.int64)
+        except ValueError:
+            aniso_ids = None
+        if aniso_ids is not None and np.unique(atom_ids).size == atom_ids.size:
+            order = np.argsort(atom_ids)
+            pos = np.searchsorted(atom_ids, aniso_ids, sorter=order)
+            pos = np.clip(pos, 0, atom_ids.size - 1)
+            rows = order[pos]
+            typed = {u.name: text_to_typed(raw[ANISO_ITEMS[u.name]], "float", lenient) for u in ANISO_COLUMNS}
+            if (
+                np.array_equal(atom_ids[rows], aniso_ids)
+                and np.unique(rows).size == rows.size
+                and all(t.array is not None and t.mask is None for t in typed.values())
+            ):
+                out: dict[str, pa.Array] = {}
+                for u, t in typed.items():
+                    full = np.zeros(atom_ids.size, dtype=np.float64)
+                    assert t.array is not None
+                    full[rows] = t.array.to_numpy()
+                    valid = np.zeros(atom_ids.size, dtype=bool)
+                    valid[rows] = True
+                    out[u] = pa.array(full, mask=~valid)
+                    decimals[u] = t.decimals or 0
+                rest = {k: v for k, v in raw.items() if k not in ANISO_ITEMS.values()}
+                return _category("atom_site_anisotrop", rest), out, items
+    return _category("atom_site_anisotrop", raw), {}, []
+

@@ -1,0 +1,118 @@
+"""The interchange type every reader returns and the loader commits.
+
+A reader (mmCIF, PDB, BinaryCIF, MMTF …) turns a file into a :class:`ParsedEntry`;
+it never touches storage. One loader (:mod:`moldb.ingest.load`) validates and
+commits it.
+
+Null kinds
+----------
+mmCIF has two nulls: ``.`` (inapplicable) and ``?`` (unknown). BinaryCIF keeps them
+apart with a per-column mask (0 value, 1 ``.``, 2 ``?``); moldb does the same:
+every column that holds nulls has a ``uint8`` mask with those codes in
+``ParsedEntry.atom_masks`` or ``Category.masks``. Arrow nulls mark both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["MASK_DOT", "MASK_QUESTION", "MASK_VALUE", "Category", "ParsedEntry", "SourceInfo"]
+
+MASK_VALUE = 0
+MASK_DOT = 1
+MASK_QUESTION = 2
+
+
+@dataclass
+class Category:
+    """One mmCIF category other than the typed atom columns, kept verbatim.
+
+    Attributes
+    ----------
+    name : str
+        Category name without the leading underscore, e.g. ``"refine"``.
+    table : pyarrow.Table
+        One ``string`` column per item, in source order; nulls where the
+        source has ``.`` or ``?``.
+    masks : dict[str, numpy.ndarray]
+        For items holding nulls: ``uint8`` array, shape ``(n_rows,)``, codes
+        :data:`MASK_VALUE`, :data:`MASK_DOT`, :data:`MASK_QUESTION`.
+    """
+
+    name: str
+    table: pa.Table
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def items(self) -> list[str]:
+        """Item names in source order."""
+        return list(self.table.column_names)
+
+    def value(self, item: str, row: int = 0) -> str | None:
+        """One value as text (``None`` for a null)."""
+        v = self.table.column(item)[row].as_py()
+        return None if v is None else str(v)
+
+
+@dataclass
+class SourceInfo:
+    """Where a parsed entry came from."""
+
+    path: str
+    format: str
+    sha256: str
+    size: int
+
+
+@dataclass
+class ParsedEntry:
+    """A parsed structure file, ready to be committed.
+
+    Attributes
+    ----------
+    entry_id : str
+        Entry id as found in the file (``_entry.id``, MMTF ``structureId``, PDB
+        ``idCode``) or derived from the file name.
+    atoms : pyarrow.Table
+        Typed ``_atom_site`` columns (see :mod:`moldb.schema.columns`) present in
+        the source, plus ``U11`` … ``U23`` when the entry has anisotropic ADPs.
+        String columns may be plain ``string`` or ``dictionary``; ints ``int64``;
+        floats ``float64``. Length: number of atom_site rows over all models.
+    atom_masks : dict[str, numpy.ndarray]
+        Null-kind masks (``uint8``, shape ``(n_atoms,)``) for atom columns with nulls.
+    atom_items : list[str]
+        The ``_atom_site`` item order of the source (typed and untyped items).
+    decimals : dict[str, int]
+        For float columns: decimals the source printed (export reproduces them).
+    categories : list[Category]
+        Every other category (and untyped ``atom_site`` items as category
+        ``atom_site``), in source order.
+    source : SourceInfo
+    aniso_items : list[str]
+        Full ``_atom_site_anisotrop`` item order when the U columns were moved
+        into ``atoms`` (the category keeps the other items).
+    """
+
+    entry_id: str
+    atoms: pa.Table
+    atom_masks: dict[str, np.ndarray]
+    atom_items: list[str]
+    decimals: dict[str, int]
+    categories: list[Category]
+    source: SourceInfo
+    aniso_items: list[str] = field(default_factory=list)
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of atom_site rows."""
+        return self.atoms.num_rows
+
+    def category(self, name: str) -> Category | None:
+        """The category called ``name`` (no leading underscore), or ``None``."""
+        for c in self.categories:
+            if c.name == name:
+                return c
+        return None

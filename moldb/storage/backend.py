@@ -1,0 +1,246 @@
+"""The store's storage backend: a TileDB group of store-wide arrays.
+
+:class:`Backend` is what the layers above talk to. It knows arrays, cells and
+timestamps; it knows nothing of structures beyond the column groups.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import tiledb
+
+from moldb.errors import SchemaVersionError, StoreExistsError, StoreNotFoundError
+from moldb.storage import engine
+from moldb.storage.arrays import ARRAY_NAMES, ATOM_ARRAYS, create_arrays, mask_attr
+from moldb.storage.codec import group_columns
+from moldb.storage.lock import writer_lock
+
+__all__ = ["ENCODING_VERSION", "OBJECT_TYPE", "SCHEMA_VERSION", "Backend"]
+
+OBJECT_TYPE = "moldb.store"
+ENCODING_VERSION = "1"
+SCHEMA_VERSION = 1
+
+
+class Backend:
+    """Open handle on a moldb store's TileDB group.
+
+    Parameters
+    ----------
+    uri : str
+        Store URI (local path or any URI TileDB accepts, e.g. ``s3://``).
+    config : dict, optional
+        Extra TileDB configuration.
+    """
+
+    def __init__(self, uri: str, config: dict[str, str] | None = None) -> None:
+        self.uri = uri.rstrip("/")
+        self.ctx = engine.context(config)
+        kind = engine.object_type(self.uri, self.ctx)
+        if kind != "group":
+            raise StoreNotFoundError(
+                f"{self.uri}: no moldb store here; create one with `moldb init {self.uri}` or moldb.create()"
+            )
+        with engine.mapped(self.uri, "reading store metadata"), tiledb.Group(self.uri, "r", ctx=self.ctx) as g:
+            meta = {k: g.meta[k] for k in g.meta}
+        if meta.get("moldb.object_type") != OBJECT_TYPE:
+            raise StoreNotFoundError(f"{self.uri}: a TileDB group, but not a moldb store (no moldb metadata)")
+        self.schema_version = int(meta.get("moldb.schema_version", 0))
+        self.encoding_version = str(meta.get("moldb.encoding_version", ""))
+        self.meta = meta
+        self._readers: dict[str, tiledb.Array] = {}
+        self._block_meta: dict[int, dict[str, Any]] = {}  # blocks are immutable: safe to cache
+
+    # -- creation -----------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, uri: str, config: dict[str, str] | None = None) -> Backend:
+        """Create an empty store at ``uri``.
+
+        Raises
+        ------
+        StoreExistsError
+            If anything already exists at ``uri``.
+        """
+        uri = uri.rstrip("/")
+        ctx = engine.context(config)
+        if engine.object_type(uri, ctx) is not None:
+            raise StoreExistsError(f"{uri}: a TileDB object already exists here; open it with moldb.open()")
+        if engine.is_local(uri):
+            import pathlib
+
+            p = pathlib.Path(uri.removeprefix("file://"))
+            if p.exists() and any(p.iterdir()):
+                raise StoreExistsError(f"{uri}: directory is not empty; choose a new path for the store")
+            p.parent.mkdir(parents=True, exist_ok=True)
+        with engine.mapped(uri, "creating the store"):
+            tiledb.Group.create(uri, ctx=ctx)
+            uris = create_arrays(uri, ctx)
+            with tiledb.Group(uri, "w", ctx=ctx) as g:
+                for name in ARRAY_NAMES:
+                    g.add(name, name=name, relative=True)
+                g.meta["moldb.object_type"] = OBJECT_TYPE
+                g.meta["moldb.encoding_version"] = ENCODING_VERSION
+                g.meta["moldb.schema_version"] = SCHEMA_VERSION
+                g.meta["moldb.created_ms"] = int(time.time() * 1000)
+        del uris
+        return cls(uri, config)
+
+    def check_version(self) -> None:
+        """Raise :class:`SchemaVersionError` unless the store is at this moldb's schema version."""
+        if self.schema_version != SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.uri}: store schema v{self.schema_version}, this moldb uses v{SCHEMA_VERSION}; "
+                f"run `moldb migrate {self.uri}` to upgrade it explicitly"
+            )
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Write one group metadata value."""
+        with engine.mapped(self.uri, "writing store metadata"), tiledb.Group(self.uri, "w", ctx=self.ctx) as g:
+            g.meta[key] = value
+        self.meta[key] = value
+
+    # -- handles --------------------------------------------------------------------------------------
+    def array_uri(self, name: str) -> str:
+        """URI of array ``name``."""
+        return engine.join(self.uri, name)
+
+    def reader(self, name: str, refresh: bool = False) -> tiledb.Array:
+        """A cached read handle on array ``name`` (``refresh`` reopens it to see new writes)."""
+        arr = self._readers.get(name)
+        if arr is None:
+            arr = engine.open_array(self.array_uri(name), self.ctx, "r")
+            self._readers[name] = arr
+        elif refresh:
+            with engine.mapped(self.array_uri(name), "refreshing a read handle"):
+                arr.reopen()
+        return arr
+
+    def close(self) -> None:
+        """Close cached handles."""
+        for arr in self._readers.values():
+            arr.close()
+        self._readers.clear()
+
+    @contextmanager
+    def writing(self, timeout: float = 120.0) -> Iterator[int]:
+        """Take the writer lock and yield a fresh, strictly increasing write timestamp (ms)."""
+        with writer_lock(self.uri, timeout):
+            last = self.last_timestamp()
+            yield max(int(time.time() * 1000), last + 1)
+
+    def last_timestamp(self) -> int:
+        """Largest version timestamp in the store (0 for an empty store)."""
+        arr = self.reader("versions", refresh=True)
+        with engine.mapped(arr.uri, "reading timestamps"):
+            ts = arr.query(attrs=["ts"], dims=[])[:]["ts"]
+        return int(ts.max()) if len(ts) else 0
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def write_cells(self, name: str, ts: int, coords: Sequence[np.ndarray], cells: dict[str, Any]) -> None:
+        """Write one fragment of cells to array ``name`` at timestamp ``ts``."""
+        uri = self.array_uri(name)
+        with engine.mapped(uri, "writing"), tiledb.open(uri, "w", timestamp=ts, ctx=self.ctx) as arr:
+            arr[tuple(coords)] = cells
+
+    def write_atoms(self, group: str, ts: int, block: int, cells: dict[str, np.ndarray]) -> None:
+        """Write one atom block of ``group``."""
+        n = len(next(iter(cells.values())))
+        self.write_cells(ATOM_ARRAYS[group], ts,
+                         [np.full(n, block, dtype=np.uint64), np.arange(n, dtype=np.uint64)], cells)
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def read_atoms(self, group: str, block: int, meta: dict[str, Any], columns: list[str] | None = None,
+                   rows: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """Read the attributes of one atom block needed to decode ``columns``."""
+        attrs = []
+        for col in group_columns(group):
+            info = meta["cols"].get(col.name)
+            if info is None or (columns is not None and col.name not in columns):
+                continue
+            attrs.append(col.name)
+            if info.get("nulls"):
+                attrs.append(mask_attr(col.name))
+        if not attrs:
+            return {}
+        arr = self.reader(ATOM_ARRAYS[group])
+        row_sel = slice(rows[0], rows[1]) if rows else slice(None)
+        with engine.mapped(arr.uri, "reading atoms"):
+            data = arr.query(attrs=attrs, dims=[], order="U").multi_index[block:block, row_sel]
+        n = meta["n"] if rows is None else rows[1] - rows[0] + 1
+        if len(data[attrs[0]]) != n:  # written after this handle was opened
+            arr = self.reader(ATOM_ARRAYS[group], refresh=True)
+            with engine.mapped(arr.uri, "reading atoms"):
+                data = arr.query(attrs=attrs, dims=["row"], order="G").multi_index[block:block, row_sel]
+        return data
+
+    def read_block_meta(self, blocks: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Block id → {entry, group, n_rows, meta, content_hash}."""
+        want = [int(b) for b in blocks]
+        ids = [b for b in want if b not in self._block_meta]
+        if not ids:
+            return {b: self._block_meta[b] for b in want}
+        arr = self.reader("blocks")
+        res = self._blocks_query(arr, ids)
+        if len(res["block"]) < len(set(ids)):
+            res = self._blocks_query(self.reader("blocks", refresh=True), ids)
+        for i, b in enumerate(res["block"]):
+            self._block_meta[int(b)] = {
+                "entry": res["entry"][i], "group": res["group"][i], "n_rows": int(res["n_rows"][i]),
+                "meta": json.loads(res["meta"][i]), "content_hash": res["content_hash"][i]}
+        return {b: self._block_meta[b] for b in want if b in self._block_meta}
+
+    @staticmethod
+    def _blocks_query(arr: tiledb.Array, ids: list[int]) -> dict[str, Any]:
+        with engine.mapped(arr.uri, "reading block metadata"):
+            return arr.query(order="U").multi_index[[(b, b) for b in ids]]
+
+    def read_cif(self, block: int, category: str | None = None) -> dict[str, Any]:
+        """Cells of one ``cif`` block (optionally one category), in global order."""
+        arr = self.reader("cif")
+        cat: Any = slice(category, category) if category else slice(None)
+        with engine.mapped(arr.uri, "reading categories"):
+            data = arr.query(order="G").multi_index[block:block, cat, :, :]
+        if not len(data["value"]):
+            arr = self.reader("cif", refresh=True)
+            with engine.mapped(arr.uri, "reading categories"):
+                data = arr.query(order="G").multi_index[block:block, cat, :, :]
+        return data
+
+    def read_versions(self, entry: str | None = None, as_of: int | None = None,
+                      attrs: Sequence[str] | None = None) -> dict[str, Any]:
+        """Cells of ``versions`` (one entry or all), as of timestamp ``as_of`` (ms, inclusive)."""
+        if as_of is None:
+            arr = self.reader("versions", refresh=True)
+            close = False
+        else:
+            arr = engine.open_array(self.array_uri("versions"), self.ctx, "r", timestamp=(0, int(as_of)))
+            close = True
+        try:
+            with engine.mapped(arr.uri, "reading versions"):
+                q = arr.query(attrs=list(attrs) if attrs is not None else None, order="G")
+                return q.multi_index[entry:entry, :] if entry is not None else q[:]
+        finally:
+            if close:
+                arr.close()
+
+    def read_tags(self, entry: str | None = None) -> dict[str, Any]:
+        """Cells of ``tags``."""
+        arr = self.reader("tags", refresh=True)
+        with engine.mapped(arr.uri, "reading tags"):
+            q = arr.query(order="G")
+            return q.multi_index[entry:entry, :] if entry is not None else q[:]
+
+    def array_sizes(self) -> dict[str, int]:
+        """Bytes on disk per array (local or remote, through TileDB's VFS)."""
+        vfs = engine.vfs(self.ctx)
+        out = {}
+        for name in ARRAY_NAMES:
+            with engine.mapped(self.array_uri(name), "measuring size"):
+                out[name] = int(vfs.dir_size(self.array_uri(name)))
+        return out
