@@ -168,6 +168,18 @@ def log(entry: str, store: StoreOpt, json_out: JsonOpt = False) -> None:
 
 
 @app.command()
+def migrate(uri: Annotated[str, typer.Argument(help="Store to upgrade")]) -> None:
+    """Upgrade a store written by an older moldb to this moldb's schema (explicit, logged)."""
+    from moldb.api.admin import migrate_store
+
+    try:
+        applied = migrate_store(uri)
+    except MoldbError as exc:
+        raise _fail(exc) from exc
+    out.print(f"applied {len(applied)} migration step(s): {', '.join(applied) or 'store already current'}")
+
+
+@app.command()
 def demo(uri: Annotated[str, typer.Argument()] = "./lab-store") -> None:
     """Create a store (if needed), ingest the bundled demo entries and print a summary."""
     from moldb.cli.demo import run_demo

@@ -54,6 +54,12 @@ def read_mmcif(path: str | Path) -> ParsedEntry:
         raise ParseError(str(path), f"not a readable mmCIF file ({exc})") from exc
     blocks = [b for b in doc if b.find_mmcif_category("_atom_site.")]
     if not blocks:
+        if any(b.find_mmcif_category("_ihm_sphere_obj_site.") for b in doc):
+            raise ParseError(str(path), "integrative (IHM) model with coarse-grained spheres only and no "
+                             "_atom_site: sphere-only models are not supported by this moldb version")
+        if any(n.startswith("_ihm_") for b in doc for n in b.get_mmcif_category_names()):
+            raise ParseError(str(path), "integrative (IHM) file with no coordinates (neither _atom_site nor "
+                             "_ihm_sphere_obj_site): nothing to store")
         raise ParseError(str(path), "no data block with an _atom_site category; is this a coordinate file?")
     return parse_cif_block(blocks[0], source_info(path, "mmcif"))
 
