@@ -20,16 +20,11 @@ _QUOTES = ("'", '"', ";")
 
 
 def unquote(value: str) -> str:
-    """Strip CIF quoting from one raw token (``'O5''`` → ``O5'``)."""
+    """Strip CIF quoting from one raw token (``'O5''`` → ``O5'``), exactly as gemmi's ``as_string``."""
     if value and value[0] in _QUOTES:
-        if value[0] == ";":
-            body = value[1:]
-            if body.endswith("\n;"):
-                body = body[:-2]
-            elif body.endswith(";"):
-                body = body[:-1]
-            return body[1:] if body.startswith("\n") else body
-        return value[1:-1]
+        import gemmi
+
+        return str(gemmi.cif.as_string(value))
     return value
 
 
