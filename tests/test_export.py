@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from moldb.errors import ParseError, ValidationError
+from moldb.errors import ValidationError
 from moldb.export import (
     to_biotite,
     to_cif_document,

@@ -134,7 +134,7 @@ def test_bad_inputs_leave_store_intact(store: moldb.Store, tmp_path: Path) -> No
     before = store.disk_usage()
     garbage = tmp_path / "garbage.cif"
     garbage.write_bytes(b"\x00\x01garbage" * 100)
-    with pytest.raises(moldb.UnsupportedFormatError, match="garbage.cif"):
+    with pytest.raises(moldb.UnsupportedFormatError, match=r"garbage\.cif"):
         store.ingest(garbage)
     raw = gzip.decompress(data("mmcif/5eil.cif.gz").read_bytes())
     truncated = tmp_path / "5eil_truncated.cif"
@@ -143,7 +143,7 @@ def test_bad_inputs_leave_store_intact(store: moldb.Store, tmp_path: Path) -> No
         store.ingest(truncated)
     bad_gz = tmp_path / "broken.cif.gz"
     bad_gz.write_bytes(data("mmcif/5eil.cif.gz").read_bytes()[:5000])
-    with pytest.raises(moldb.ParseError, match="broken.cif.gz"):
+    with pytest.raises(moldb.ParseError, match=r"broken\.cif\.gz"):
         store.ingest(bad_gz)
     empty = tmp_path / "empty.pdb"
     empty.write_text("")

@@ -236,7 +236,7 @@ def create(uri: str | Path, config: dict[str, str] | None = None) -> Store:
     return Store(Backend.create(str(uri), config))
 
 
-def open(uri: str | Path, as_of: TimeLike | None = None, config: dict[str, str] | None = None) -> Store:  # noqa: A001
+def open(uri: str | Path, as_of: TimeLike | None = None, config: dict[str, str] | None = None) -> Store:
     """Open an existing store.
 
     Parameters

@@ -105,7 +105,7 @@ def text_to_typed(raw_list: Sequence[str], kind: str, lenient: bool = False) -> 
         vals = raw
         if any(v[:1] in _QUOTES for v in np.unique(raw)):
             vals = np.array([unquote(v) for v in raw], dtype=str)
-        if mask is not None:
+        if valid is not None:
             vals = np.where(valid, vals, "")
         return TypedColumn(dictionary_array(vals, mask), mask, None)
     text = raw if valid is None else np.where(valid, raw, "0")

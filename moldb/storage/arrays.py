@@ -40,7 +40,7 @@ from moldb.schema.columns import ANISO_COLUMNS, ATOM_COLUMNS, GROUPS, AtomColumn
 
 __all__ = ["ARRAY_NAMES", "ATOM_ARRAYS", "create_arrays", "mask_attr"]
 
-ATOM_ARRAYS = {g: f"atoms_{g}" for g in GROUPS}
+ATOM_ARRAYS: dict[str, str] = {g: f"atoms_{g}" for g in GROUPS}
 ARRAY_NAMES = ("versions", "tags", "blocks", *ATOM_ARRAYS.values(), "cif")
 UINT64_MAX_DOMAIN = np.iinfo(np.uint64).max - 10_000  # TileDB needs headroom above the domain end
 TILE_CAPACITY = 20_000

@@ -83,7 +83,7 @@ def mapped(uri: str, action: str) -> Iterator[None]:
         yield
     except tiledb.TileDBError as exc:
         msg = str(exc)
-        if "does not exist" in msg or "not exist" in msg or "Cannot open" in msg and "not" in msg:
+        if "does not exist" in msg or "not exist" in msg or ("Cannot open" in msg and "not" in msg):
             raise StoreNotFoundError(f"{uri}: not found while {action} ({msg})") from exc
         raise StorageError(f"{uri}: storage engine failed while {action}: {msg}") from exc
 

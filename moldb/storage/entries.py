@@ -58,7 +58,7 @@ def read_atom_table(
         masks.update(m)
         decimals.update({k: v["dec"] for k, v in meta["cols"].items() if "dec" in v and k in arrs})
     cif_meta = metas[blocks["cif"]]["meta"]
-    text_items = next((items for name, items, _ in cif_meta["categories"] if name == "atom_site"), [])
+    text_items: list[str] = next((items for name, items, _ in cif_meta["categories"] if name == "atom_site"), [])
     text_items = [i for i in text_items if columns is None or i in columns]
     if text_items:
         cat = read_categories(backend, blocks["cif"], {"categories": [
