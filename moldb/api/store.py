@@ -108,8 +108,15 @@ class Store:
         t = as_of if as_of is not None else self.as_of
         if t is not None and self.as_of is not None:
             t = min(t, self.as_of)
-        cells = self._backend.read_versions(entry, as_of=t)
-        return version_records(cells)
+        cells = self._backend.versions_index()
+        sel = np.ones(len(cells["version"]), dtype=bool) if entry is None else cells["entry"] == entry
+        if t is not None:  # versions are never rewritten: filtering on the commit time is time travel
+            sel &= cells["ts"] <= t
+        if entry is not None and not sel.any() and t is None:
+            cells = self._backend.versions_index(refresh=True)  # maybe written by another process
+            sel = cells["entry"] == entry
+        idx = np.flatnonzero(sel)
+        return version_records({k: np.asarray(v)[idx] for k, v in cells.items()})
 
     def _tags(self, entry: str) -> dict[str, int]:
         cells = self._backend.read_tags(entry)
@@ -150,13 +157,10 @@ class Store:
         Structure
         """
         rec = self._resolve(entry, version, as_of)
-        metas = self._backend.read_block_meta(list(rec.blocks.values()))
-        atoms, masks, decimals = read_atom_table(self._backend, rec.blocks, metas, columns)
+        atoms, masks, decimals, text, meta = read_atom_table(self._backend, rec.blocks, columns)
         cif_block = rec.blocks["cif"]
-        cif_meta = metas[cif_block]["meta"]
         backend = self._backend
-        return Structure(rec, atoms, masks, decimals, cif_meta,
-                         lambda: read_categories(backend, cif_block, cif_meta))
+        return Structure(rec, atoms, masks, decimals, text, meta, lambda: read_categories(backend, cif_block))
 
     def history(self, entry: str) -> list[VersionInfo]:
         """Every version of ``entry``, oldest first."""
@@ -171,9 +175,11 @@ class Store:
 
     def entries(self) -> pa.Table:
         """One row per entry (its latest version): id, version, title, method, resolution, counts, time."""
-        cells = self._backend.read_versions(None, as_of=self.as_of, attrs=[
-            "ts", "title", "method", "resolution", "n_atoms", "n_models"])
-        ent = np.array([e.decode() if isinstance(e, bytes) else e for e in cells["entry"]], dtype=object)
+        cells = self._backend.versions_index()
+        if self.as_of is not None:
+            keep = np.flatnonzero(cells["ts"] <= self.as_of)
+            cells = {k: np.asarray(v)[keep] for k, v in cells.items()}
+        ent = np.asarray(cells["entry"], dtype=object)
         ver = np.asarray(cells["version"])
         if len(ent):
             order = np.lexsort((ver, ent))

@@ -36,7 +36,8 @@ class Structure:
         atoms: pa.Table,
         masks: dict[str, np.ndarray],
         decimals: dict[str, int],
-        cif_meta: dict[str, Any],
+        text_items: list[str],
+        meta: dict[str, Any],
         load_categories: Callable[[], list[Category]],
     ) -> None:
         self.version = version
@@ -44,7 +45,8 @@ class Structure:
         self.atoms = atoms
         self.atom_masks = masks
         self.decimals = decimals
-        self._cif_meta = cif_meta
+        self._text_items = list(text_items)
+        self._meta = meta
         self._load_categories = load_categories
 
     def __repr__(self) -> str:
@@ -58,8 +60,15 @@ class Structure:
 
     @cached_property
     def categories(self) -> list[Category]:
-        """Every non-atom category, verbatim, in source order (read on first use)."""
-        return self._load_categories()
+        """Every non-atom category, verbatim, in source order (read on first use).
+
+        The untyped ``_atom_site`` items (stored with the atoms) appear as category ``atom_site``.
+        """
+        cats = self._load_categories()
+        text = {i: self.atoms.column(i).cast(pa.string()) for i in self._text_items if i in self.atoms.column_names}
+        masks = {i: self.atom_masks[i] for i in text if i in self.atom_masks}
+        return [Category("atom_site", pa.table(text) if text else pa.table({}), masks) if c.name == "atom_site"
+                else c for c in cats]
 
     def category(self, name: str) -> pa.Table:
         """One category as a table of strings (``_refine`` → ``category("refine")``).
@@ -78,25 +87,19 @@ class Structure:
     @property
     def category_names(self) -> list[str]:
         """Names of the stored categories in source order."""
-        return [c[0] for c in self._cif_meta.get("categories", [])]
+        return [c.name for c in self.categories]
 
     def to_parsed(self) -> ParsedEntry:
         """The interchange form used by the exporters."""
-        typed = self.atoms.select([c for c in self.atoms.column_names if c not in self._text_atom_items])
+        typed = self.atoms.select([c for c in self.atoms.column_names if c not in self._text_items])
+        masks = {k: v for k, v in self.atom_masks.items() if k not in self._text_items}
         return ParsedEntry(
-            entry_id=self.entry, atoms=typed, atom_masks=dict(self.atom_masks),
-            atom_items=list(self._cif_meta.get("atom_items", [])), decimals=dict(self.decimals),
+            entry_id=self.entry, atoms=typed, atom_masks=masks,
+            atom_items=list(self._meta.get("atom_items", [])), decimals=dict(self.decimals),
             categories=self.categories,
             source=SourceInfo(**self.version.source) if self.version.source else SourceInfo("", "", "", 0),
-            aniso_items=list(self._cif_meta.get("aniso_items", [])),
+            aniso_items=list(self._meta.get("aniso_items", [])),
         )
-
-    @property
-    def _text_atom_items(self) -> set[str]:
-        for name, items, _ in self._cif_meta.get("categories", []):
-            if name == "atom_site":
-                return set(items)
-        return set()
 
     def write(self, path: str | Path, format: str | None = None) -> Path:
         """Write the structure as mmCIF, BinaryCIF or PDB (chosen by suffix or ``format``)."""

@@ -25,15 +25,15 @@ auth_comp_id               str        topo        residue name (author)
 auth_asym_id               str        topo        chain (author)
 auth_atom_id               str        topo        atom name (author)
 pdbx_PDB_model_num         int        topo        model number
-U11 … U23                  float      adp         ``_atom_site_anisotrop.U[i][j]`` (null where absent)
+U11 … U23                  float      aniso       ``_atom_site_anisotrop.U[i][j]`` (null where absent)
 =========================  =========  ==========  ==========================================
 
 String columns come back as Arrow ``dictionary<int32, string>`` arrays; numeric
 columns as ``int64`` / ``float64``. Any other ``_atom_site`` item of the source file
 is kept verbatim (see :mod:`moldb.schema.parsed`) and appears as a string column.
 
-The ``group`` decides which storage array holds the column: a re-deposition that
-changes only B-factors rewrites only the ``adp`` group.
+The ``group`` decides which storage block holds the column: a re-deposition that
+changes only B-factors rewrites only the ``adp`` block.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ __all__ = [
 ]
 
 Kind = Literal["str", "int", "float"]
-Group = Literal["topo", "xyz", "adp"]
+Group = Literal["topo", "xyz", "adp", "aniso"]
 
-GROUPS: tuple[Group, ...] = ("topo", "xyz", "adp")
+GROUPS: tuple[Group, ...] = ("topo", "xyz", "adp", "aniso")
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class AtomColumn:
         mmCIF item name (without the ``_atom_site.`` prefix), or ``U11`` … ``U23``.
     kind : {"str", "int", "float"}
         Logical type.
-    group : {"topo", "xyz", "adp"}
-        Storage group (one TileDB array per group).
+    group : {"topo", "xyz", "adp", "aniso"}
+        Storage group (one immutable block per group and version).
     decimals : int
         Default number of decimals written on export when the source gives none.
     """
@@ -107,7 +107,7 @@ ATOM_COLUMNS: tuple[AtomColumn, ...] = (
 
 #: The six anisotropic U components (``_atom_site_anisotrop.U[1][1]`` …), Å².
 ANISO_COLUMNS: tuple[AtomColumn, ...] = tuple(
-    _C(n, "float", "adp", 4) for n in ("U11", "U22", "U33", "U12", "U13", "U23")
+    _C(n, "float", "aniso", 4) for n in ("U11", "U22", "U33", "U12", "U13", "U23")
 )
 
 #: mmCIF item names of ``_atom_site_anisotrop`` for each U column.

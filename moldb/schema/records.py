@@ -30,7 +30,7 @@ class VersionInfo:
     n_atoms, n_models : int
         Atom-site rows and models.
     blocks : dict[str, int]
-        Storage block id of each column group (``topo``, ``xyz``, ``adp``, ``cif``).
+        Storage block id of each column group (``topo``, ``xyz``, ``adp``, ``aniso``, ``cif``).
     source : dict
         Source file path, format, sha256 and size.
     summary : dict

@@ -6,7 +6,6 @@ timestamps; it knows nothing of structures beyond the column groups.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,8 +16,7 @@ import tiledb
 
 from moldb.errors import SchemaVersionError, StoreExistsError, StoreNotFoundError
 from moldb.storage import engine
-from moldb.storage.arrays import ARRAY_NAMES, ATOM_ARRAYS, create_arrays, mask_attr
-from moldb.storage.codec import group_columns
+from moldb.storage.arrays import ARRAY_NAMES, create_arrays
 from moldb.storage.lock import writer_lock
 
 __all__ = ["ENCODING_VERSION", "OBJECT_TYPE", "SCHEMA_VERSION", "Backend"]
@@ -55,7 +53,8 @@ class Backend:
         self.encoding_version = str(meta.get("moldb.encoding_version", ""))
         self.meta = meta
         self._readers: dict[str, tiledb.Array] = {}
-        self._block_meta: dict[int, dict[str, Any]] = {}  # blocks are immutable: safe to cache
+        self._versions: dict[str, Any] | None = None  # cached cells of the versions array
+        self._versions_token: Any = None
 
     # -- creation -----------------------------------------------------------------------------------------
     @classmethod
@@ -136,9 +135,7 @@ class Backend:
 
     def last_timestamp(self) -> int:
         """Largest version timestamp in the store (0 for an empty store)."""
-        arr = self.reader("versions", refresh=True)
-        with engine.mapped(arr.uri, "reading timestamps"):
-            ts = arr.query(attrs=["ts"], dims=[])[:]["ts"]
+        ts = self.versions_index(refresh=True)["ts"]
         return int(ts.max()) if len(ts) else 0
 
     # -- writes ---------------------------------------------------------------------------------------
@@ -147,70 +144,66 @@ class Backend:
         uri = self.array_uri(name)
         with engine.mapped(uri, "writing"), tiledb.open(uri, "w", timestamp=ts, ctx=self.ctx) as arr:
             arr[tuple(coords)] = cells
+        if name == "versions":
+            self._versions = None
 
-    def write_atoms(self, group: str, ts: int, block: int, cells: dict[str, np.ndarray]) -> None:
-        """Write one atom block of ``group``."""
-        n = len(next(iter(cells.values())))
-        self.write_cells(ATOM_ARRAYS[group], ts,
-                         [np.full(n, block, dtype=np.uint64), np.arange(n, dtype=np.uint64)], cells)
+    def write_blocks(self, ts: int, entry: str, rows: Sequence[tuple[int, str, int, str, bytes]]) -> None:
+        """Write immutable blocks ``(block id, group, n_rows, content hash, blob)`` in one fragment."""
+        if not rows:
+            return
+        self.write_cells(
+            "blocks", ts, [np.array([r[0] for r in rows], dtype=np.uint64)],
+            {"entry": np.array([entry] * len(rows), dtype=object),
+             "group": np.array([r[1] for r in rows], dtype=object),
+             "n_rows": np.array([r[2] for r in rows], dtype=np.uint64),
+             "content_hash": np.array([r[3] for r in rows], dtype=object),
+             "data": np.array([r[4] for r in rows], dtype=object)},
+        )
 
     # -- reads ----------------------------------------------------------------------------------------
-    def read_atoms(self, group: str, block: int, meta: dict[str, Any], columns: list[str] | None = None,
-                   rows: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
-        """Read the attributes of one atom block needed to decode ``columns``."""
-        attrs = []
-        for col in group_columns(group):
-            info = meta["cols"].get(col.name)
-            if info is None or (columns is not None and col.name not in columns):
-                continue
-            attrs.append(col.name)
-            if info.get("nulls"):
-                attrs.append(mask_attr(col.name))
-        if not attrs:
-            return {}
-        arr = self.reader(ATOM_ARRAYS[group])
-        row_sel = slice(rows[0], rows[1]) if rows else slice(None)
-        with engine.mapped(arr.uri, "reading atoms"):
-            data = arr.query(attrs=attrs, dims=[], order="U").multi_index[block:block, row_sel]
-        n = meta["n"] if rows is None else rows[1] - rows[0] + 1
-        if len(data[attrs[0]]) != n:  # written after this handle was opened
-            arr = self.reader(ATOM_ARRAYS[group], refresh=True)
-            with engine.mapped(arr.uri, "reading atoms"):
-                data = arr.query(attrs=attrs, dims=["row"], order="G").multi_index[block:block, row_sel]
-        return data
-
-    def read_block_meta(self, blocks: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Block id → {entry, group, n_rows, meta, content_hash}."""
-        want = [int(b) for b in blocks]
-        ids = [b for b in want if b not in self._block_meta]
-        if not ids:
-            return {b: self._block_meta[b] for b in want}
-        arr = self.reader("blocks")
-        res = self._blocks_query(arr, ids)
-        if len(res["block"]) < len(set(ids)):
-            res = self._blocks_query(self.reader("blocks", refresh=True), ids)
-        for i, b in enumerate(res["block"]):
-            self._block_meta[int(b)] = {
-                "entry": res["entry"][i], "group": res["group"][i], "n_rows": int(res["n_rows"][i]),
-                "meta": json.loads(res["meta"][i]), "content_hash": res["content_hash"][i]}
-        return {b: self._block_meta[b] for b in want if b in self._block_meta}
+    def read_blocks(self, blocks: Sequence[int], attrs: Sequence[str] = ("data",)) -> dict[int, dict[str, Any]]:
+        """Block id → requested attributes, in one TileDB query."""
+        ids = sorted({int(b) for b in blocks})
+        res = self._blocks_query(self.reader("blocks"), ids, attrs)
+        if len(res["block"]) < len(ids):  # written after this handle was opened
+            res = self._blocks_query(self.reader("blocks", refresh=True), ids, attrs)
+        return {int(b): {a: res[a][i] for a in attrs} for i, b in enumerate(res["block"])}
 
     @staticmethod
-    def _blocks_query(arr: tiledb.Array, ids: list[int]) -> dict[str, Any]:
-        with engine.mapped(arr.uri, "reading block metadata"):
-            return arr.query(order="U").multi_index[[(b, b) for b in ids]]
+    def _blocks_query(arr: tiledb.Array, ids: list[int], attrs: Sequence[str]) -> dict[str, Any]:
+        with engine.mapped(arr.uri, "reading blocks"):
+            return arr.query(attrs=list(attrs), order="U").multi_index[[(b, b) for b in ids]]
 
-    def read_cif(self, block: int, category: str | None = None) -> dict[str, Any]:
-        """Cells of one ``cif`` block (optionally one category), in global order."""
-        arr = self.reader("cif")
-        cat: Any = slice(category, category) if category else slice(None)
-        with engine.mapped(arr.uri, "reading categories"):
-            data = arr.query(order="G").multi_index[block:block, cat, :, :]
-        if not len(data["value"]):
-            arr = self.reader("cif", refresh=True)
-            with engine.mapped(arr.uri, "reading categories"):
-                data = arr.query(order="G").multi_index[block:block, cat, :, :]
-        return data
+    def _staleness_token(self) -> Any:
+        """Cheap token that changes when a version is committed (local stores); None elsewhere."""
+        if not engine.is_local(self.uri):
+            return None
+        import os
+
+        path = self.array_uri("versions").removeprefix("file://") + "/__commits"
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def versions_index(self, refresh: bool = False) -> dict[str, Any]:
+        """Cells of the whole ``versions`` array, cached until a commit changes them.
+
+        On local stores a new commit is noticed by a ``stat`` of the array's commit
+        directory; on object stores the cache is refreshed by moldb's own writes,
+        on a miss, or with ``refresh=True`` (snapshot semantics, as TileDB's own open).
+        """
+        token = self._staleness_token()
+        if refresh or self._versions is None or (token is not None and token != self._versions_token):
+            self._versions_token = token
+            arr = self.reader("versions", refresh=True)
+            with engine.mapped(arr.uri, "reading versions"):
+                cells = arr.query(order="G")[:]
+            cells["entry"] = np.array([e.decode() if isinstance(e, bytes) else e for e in cells["entry"]],
+                                      dtype=object)
+            self._versions = cells
+        return self._versions
 
     def read_versions(self, entry: str | None = None, as_of: int | None = None,
                       attrs: Sequence[str] | None = None) -> dict[str, Any]:

@@ -1,9 +1,8 @@
-"""Encode Arrow atom columns into block cells and back (pure numpy).
+"""Encode an entry's column groups into block blobs and back.
 
-Per block and column the meta JSON records what the integer cells mean:
-``{"dict": [...]}`` for a string column (cells are codes into that list),
-``{"dec": d}`` for a float column (cells are ``round(x * 10**d)``), ``{}`` for
-ints; ``"nulls": true`` when the column has a null-kind mask.
+Groups: ``topo`` (identifier columns plus any untyped ``_atom_site`` items, kept
+as text), ``xyz`` (coordinates), ``adp`` (occupancy, B), ``aniso`` (U), ``cif`` (every other
+category, verbatim). See :mod:`moldb.storage.blob` for the encodings.
 """
 
 from __future__ import annotations
@@ -11,16 +10,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import msgpack
 import numpy as np
 import pyarrow as pa
 
-from moldb.errors import ValidationError
 from moldb.schema.columns import ANISO_COLUMNS, ATOM_COLUMNS, AtomColumn
-from moldb.schema.parsed import MASK_QUESTION, MASK_VALUE
+from moldb.schema.parsed import MASK_QUESTION, MASK_VALUE, Category
+from moldb.storage.blob import BlobWriter, read_blob_columns
 
-__all__ = ["decode_group", "encode_group", "group_columns"]
-
-_MAX_SCALED = 2**62
+__all__ = ["decode_categories", "decode_group", "encode_categories", "encode_group", "group_columns"]
 
 
 def group_columns(group: str) -> list[AtomColumn]:
@@ -28,13 +26,21 @@ def group_columns(group: str) -> list[AtomColumn]:
     return [c for c in ATOM_COLUMNS + ANISO_COLUMNS if c.group == group]
 
 
-def _codes(arr: pa.Array) -> tuple[np.ndarray, list[str]]:
+def _dict_codes(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if not pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_encode()
-    idx = arr.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    idx = arr.indices.fill_null(0).to_numpy(zero_copy_only=False)
     return idx, [str(v) for v in arr.dictionary.to_pylist()]
+
+
+def _null_mask(arr: pa.Array | pa.ChunkedArray, mask: np.ndarray | None) -> np.ndarray | None:
+    if mask is not None:
+        return mask if mask.any() else None
+    if arr.null_count:
+        return np.where(arr.is_null().to_numpy(zero_copy_only=False), MASK_QUESTION, MASK_VALUE).astype(np.uint8)
+    return None
 
 
 def encode_group(
@@ -42,115 +48,123 @@ def encode_group(
     table: pa.Table,
     masks: dict[str, np.ndarray],
     decimals: dict[str, int],
-) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
-    """Encode the columns of ``group`` present in ``table``.
+    text: dict[str, tuple[pa.Array, np.ndarray | None]] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> tuple[bytes, str]:
+    """Encode the columns of ``group`` present in ``table`` into one blob.
 
     Parameters
     ----------
-    group : str
-        ``"topo"``, ``"xyz"`` or ``"adp"``.
+    group : {"topo", "xyz", "adp", "aniso"}
     table : pyarrow.Table
         Typed atom columns, length ``n``.
     masks : dict[str, numpy.ndarray]
-        Null-kind masks, ``uint8`` shape ``(n,)``.
+        Null-kind masks (``uint8``, shape ``(n,)``).
     decimals : dict[str, int]
         Decimals of float columns.
+    text : dict, optional
+        Untyped ``_atom_site`` items (string array, mask) stored in ``topo``.
+    meta : dict, optional
+        Small entry-level data kept in the blob header (``atom_items`` ...).
 
     Returns
     -------
-    cells : dict[str, numpy.ndarray]
-        One array per TileDB attribute (absent columns filled with zeros).
-    meta : dict
-        Per-column decoding information.
+    blob : bytes
     content_hash : str
-        SHA-256 over cells and meta (equal blocks can be shared across versions).
+        SHA-256 of the blob (equal content gives equal blobs).
     """
-    from moldb.storage.arrays import mask_attr
-
-    n = table.num_rows
-    cells: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {"n": n, "cols": {}}
-    h = hashlib.sha256()
+    w = BlobWriter(table.num_rows)
     for col in group_columns(group):
-        present = col.name in table.column_names
-        mask = masks.get(col.name)
-        if present:
-            arr = table.column(col.name)
-            if mask is None and arr.null_count:
-                mask = np.where(arr.is_null().to_numpy(zero_copy_only=False), MASK_QUESTION, MASK_VALUE
-                                ).astype(np.uint8)
-            info: dict[str, Any] = {}
-            if col.kind == "str":
-                values, info["dict"] = _codes(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
-            elif col.kind == "int":
-                values = arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-            else:
-                dec = int(decimals.get(col.name, col.decimals))
-                raw = arr.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-                scaled = np.rint(raw * 10.0**dec)
-                if not np.all(np.isfinite(scaled)) or np.abs(scaled).max(initial=0) >= _MAX_SCALED:
-                    raise ValidationError(
-                        f"column {col.name}: values out of range for {dec} decimals "
-                        f"(max |x| = {np.abs(raw).max():g}); fix the file's {col.name} values"
-                    )
-                values = scaled.astype(np.int64)
-                info["dec"] = dec
-            if mask is not None and mask.any():
-                info["nulls"] = True
-            meta["cols"][col.name] = info
+        if col.name not in table.column_names:
+            continue
+        arr = table.column(col.name)
+        mask = _null_mask(arr, masks.get(col.name))
+        if col.kind == "str":
+            codes, dictionary = _dict_codes(arr)
+            w.add_strings(col.name, codes, dictionary)
+        elif col.kind == "int":
+            w.add_ints(col.name, "int", arr.fill_null(0).to_numpy(zero_copy_only=False))
         else:
-            values = np.zeros(n, dtype=np.int32 if col.kind == "str" else np.int64)
-        m = mask if (present and mask is not None) else np.zeros(n, dtype=np.uint8)
-        cells[col.name] = values
-        cells[mask_attr(col.name)] = m.astype(np.uint8, copy=False)
-        if present:
-            h.update(col.name.encode())
-            h.update(np.ascontiguousarray(values).tobytes())
-            h.update(np.ascontiguousarray(m).tobytes())
-    h.update(repr(sorted((k, sorted(v.items())) for k, v in meta["cols"].items())).encode())
-    return cells, meta, h.hexdigest()
+            raw = arr.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            w.add_floats(col.name, raw, int(decimals.get(col.name, col.decimals)))
+        if mask is not None:
+            w.add_mask(col.name, mask)
+    for name, (arr, mask) in (text or {}).items():
+        codes, dictionary = _dict_codes(arr)
+        w.add_strings(name, codes, dictionary, kind="text")
+        if mask is not None and mask.any():
+            w.add_mask(name, mask)
+    blob = w.finish(meta)
+    return blob, hashlib.sha256(blob).hexdigest()
 
 
-def decode_group(
-    cells: dict[str, np.ndarray], meta: dict[str, Any], columns: list[str] | None = None
-) -> tuple[dict[str, pa.Array], dict[str, np.ndarray]]:
-    """Decode block cells into Arrow columns.
-
-    Parameters
-    ----------
-    cells : dict[str, numpy.ndarray]
-        Attribute arrays as read (mask attributes only for columns with nulls).
-    meta : dict
-        The block meta written by :func:`encode_group`.
-    columns : list of str, optional
-        Subset to decode (default: all present).
+def decode_group(blob: bytes, columns: list[str] | None = None
+                 ) -> tuple[dict[str, pa.Array], dict[str, np.ndarray], dict[str, int], list[str], dict[str, Any]]:
+    """Decode a group blob into Arrow columns.
 
     Returns
     -------
     arrays : dict[str, pyarrow.Array]
+        Strings as ``dictionary<int32, string>``, ints ``int64``, floats ``float64``.
     masks : dict[str, numpy.ndarray]
         Null-kind masks of the decoded columns that have nulls.
+    decimals : dict[str, int]
+        Decimals of the decoded float columns.
+    text : list of str
+        Names of the untyped (verbatim text) ``_atom_site`` items among ``arrays``.
+    meta : dict
+        The blob's meta.
     """
-    from moldb.storage.arrays import mask_attr
-
+    values, masks, meta, cols = read_blob_columns(blob, columns)
+    kinds = {c["name"]: c for c in cols if c["kind"] != "mask"}
     out: dict[str, pa.Array] = {}
-    masks: dict[str, np.ndarray] = {}
-    for name, info in meta["cols"].items():
-        if columns is not None and name not in columns:
-            continue
-        values = cells[name]
-        null = None
-        if info.get("nulls"):
-            m = cells[mask_attr(name)]
-            masks[name] = m
-            null = m != MASK_VALUE
-        if "dict" in info:
-            idx = pa.array(values.astype(np.int32, copy=False), mask=null)
-            out[name] = pa.DictionaryArray.from_arrays(idx, pa.array(info["dict"], type=pa.string()))
-        elif "dec" in info:
-            # division by an exact power of ten gives the double nearest the printed decimal,
-            # i.e. exactly what parsing the source text gives
-            out[name] = pa.array(values / (10.0 ** info["dec"]), mask=null)
+    decimals: dict[str, int] = {}
+    text: list[str] = []
+    for name, v in values.items():
+        m = masks.get(name)
+        null = None if m is None else m != MASK_VALUE
+        col = kinds[name]
+        if col["kind"] in ("str", "text"):
+            codes, dictionary = v
+            idx = pa.array(codes.astype(np.int32, copy=False), mask=null)
+            out[name] = pa.DictionaryArray.from_arrays(idx, pa.array(dictionary, type=pa.string()))
+            if col["kind"] == "text":
+                text.append(name)
         else:
-            out[name] = pa.array(values.astype(np.int64, copy=False), mask=null)
-    return out, masks
+            out[name] = pa.array(v, mask=null)
+            if col["kind"] == "float":
+                decimals[name] = int(col["dec"])
+    return out, masks, decimals, text, meta
+
+
+def encode_categories(categories: list[Category], meta: dict[str, Any]) -> tuple[bytes, str]:
+    """Encode verbatim categories (source order) and entry-level meta into one blob."""
+    rows = []
+    for cat in categories:
+        cols = {item: cat.table.column(item).to_pylist() for item in cat.items}
+        rows.append([cat.name, cat.items, cat.table.num_rows, cols,
+                     {k: v.astype(np.uint8).tobytes() for k, v in cat.masks.items()}])
+    w = BlobWriter(len(rows))
+    w.add_bytes("categories", msgpack.packb(rows, use_bin_type=True))
+    blob = w.finish(meta)
+    return blob, hashlib.sha256(blob).hexdigest()
+
+
+def decode_categories(blob: bytes, only: str | None = None) -> tuple[list[Category], dict[str, Any]]:
+    """Decode a ``cif`` blob into categories (optionally only one) and its meta."""
+    values, _, meta, _ = read_blob_columns(blob)
+    rows = msgpack.unpackb(values["categories"], raw=False)
+    out = []
+    for name, items, n, cols, masks in rows:
+        if only is not None and name != only:
+            continue
+        table = pa.table({i: pa.array(cols[i], type=pa.string()) for i in items}) if items else pa.table({})
+        out.append(Category(name, table, {k: np.frombuffer(v, dtype=np.uint8) for k, v in masks.items()}))
+        del n
+    return out, meta
+
+
+def category_index(blob: bytes) -> list[list[Any]]:
+    """``[name, items, n_rows]`` of every category in a ``cif`` blob, without building tables."""
+    values, _, _, _ = read_blob_columns(blob)
+    return [[r[0], r[1], r[2]] for r in msgpack.unpackb(values["categories"], raw=False)]
