@@ -1,8 +1,11 @@
 """Turn text or decoded columns into typed Arrow arrays with null-kind masks.
 
-Shared by every reader. A typed column is kept typed only if its values
-round-trip to the exact source text (so that export reproduces the file value by
-value); otherwise the reader keeps the column as text.
+Shared by every reader. Text columns come from gemmi's
+``Block.get_mmcif_category(name, raw=False)``: values already unquoted, ``None``
+for ``?`` and ``False`` for ``.``. A typed column is kept typed only if its values
+are the canonical text of the parsed number (so export reproduces the file value
+by value); otherwise the reader keeps the column as text. The checks and casts
+run in Arrow's C++ kernels.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from moldb.schema.parsed import MASK_DOT, MASK_QUESTION, MASK_VALUE
 
-__all__ = ["TypedColumn", "dictionary_array", "text_to_typed", "unquote"]
+__all__ = ["TypedColumn", "dictionary_array", "text_column", "text_to_typed", "unquote"]
 
 _QUOTES = ("'", '"', ";")
+CifValue = str | None | bool
 
 
 def unquote(value: str) -> str:
@@ -43,11 +48,9 @@ def dictionary_array(values: np.ndarray, mask: np.ndarray | None = None) -> pa.D
     pyarrow.DictionaryArray
         ``dictionary<int32, string>``.
     """
-    uniq, codes = np.unique(values, return_inverse=True)
-    codes = codes.astype(np.int32, copy=False)
     null = None if mask is None or not mask.any() else (mask != MASK_VALUE)
-    idx = pa.array(codes, type=pa.int32(), mask=null)
-    return pa.DictionaryArray.from_arrays(idx, pa.array(uniq.astype(str), type=pa.string()))
+    arr = pa.array(values.astype(str, copy=False), type=pa.string(), mask=null)
+    return pc.dictionary_encode(arr)  # dictionary in first-occurrence order, as for text columns
 
 
 class TypedColumn:
@@ -71,77 +74,73 @@ class TypedColumn:
         self.decimals = decimals
 
 
-def _null_mask(raw: np.ndarray) -> np.ndarray | None:
-    dot = raw == "."
-    q = raw == "?"
-    if not (dot.any() or q.any()):
-        return None
-    mask = np.zeros(raw.shape[0], dtype=np.uint8)
-    mask[dot] = MASK_DOT
-    mask[q] = MASK_QUESTION
-    return mask
+def text_column(values: Sequence[CifValue]) -> tuple[pa.Array, np.ndarray | None]:
+    """Arrow ``string`` array and null-kind mask of gemmi ``raw=False`` values.
+
+    ``False`` (``.``) → mask 1, ``None`` (``?``) → mask 2, both Arrow nulls.
+    """
+    n = len(values)
+    if n <= 16:  # small categories: plain Python is cheaper than array set-up
+        if None not in values and False not in values:
+            return pa.array(values, type=pa.string()), None
+        mask = np.fromiter((MASK_VALUE if v.__class__ is str else (MASK_DOT if v is False else MASK_QUESTION)
+                            for v in values), dtype=np.uint8, count=n)
+        return pa.array([v if v.__class__ is str else None for v in values], type=pa.string()), mask
+    obj = np.empty(n, dtype=object)
+    obj[:] = values
+    is_q = obj == None  # noqa: E711  (elementwise, in C)
+    is_dot = obj == False  # noqa: E712
+    if not (is_q.any() or is_dot.any()):
+        return pa.array(obj, type=pa.string()), None
+    mask = is_dot.astype(np.uint8) * MASK_DOT + is_q.astype(np.uint8) * MASK_QUESTION
+    obj[is_dot] = None
+    return pa.array(obj, type=pa.string()), mask.astype(np.uint8)
 
 
-def text_to_typed(raw_list: Sequence[str], kind: str, lenient: bool = False) -> TypedColumn:
-    """Type one raw mmCIF text column (tokens as written, quotes included).
+def _canonical(text: pa.Array, pattern: str) -> bool:
+    return bool(pc.all(pc.match_substring_regex(text, pattern), skip_nulls=True).as_py() is not False)
+
+
+def text_to_typed(values: Sequence[CifValue], kind: str, lenient: bool = False) -> TypedColumn:
+    """Type one mmCIF column.
 
     Parameters
     ----------
-    raw_list : sequence of str
-        Raw tokens, shape ``(n,)``.
+    values : sequence of str, None or False
+        gemmi ``raw=False`` values, shape ``(n,)``.
     kind : {"str", "int", "float"}
     lenient : bool
-        Accept numbers whose text does not round-trip (the source is not this
-        text, e.g. gemmi's conversion of a PDB file); decimals = the most printed.
+        Accept numbers whose text is not canonical (the source is not this text,
+        e.g. gemmi's conversion of a PDB file); decimals = the most printed.
 
     Returns
     -------
     TypedColumn
     """
-    raw = np.asarray(raw_list, dtype=str)
-    mask = _null_mask(raw)
-    valid = None if mask is None else mask == MASK_VALUE
+    text, mask = text_column(values)
     if kind == "str":
-        vals = raw
-        if any(v[:1] in _QUOTES for v in np.unique(raw)):
-            vals = np.array([unquote(v) for v in raw], dtype=str)
-        if valid is not None:
-            vals = np.where(valid, vals, "")
-        return TypedColumn(dictionary_array(vals, mask), mask, None)
-    text = raw if valid is None else np.where(valid, raw, "0")
+        return TypedColumn(pc.dictionary_encode(text), mask, None)
+    valid_count = len(text) - text.null_count
     try:
         if kind == "int":
-            ints = text.astype(np.int64)
-            if not lenient and not np.array_equal(ints.astype(str), text):
+            if not lenient and not _canonical(text, r"^-?(0|[1-9][0-9]*)$"):
                 return TypedColumn(None, mask, None)
-            arr = pa.array(ints, mask=None if valid is None else ~valid)
-            return TypedColumn(arr, mask, None)
-        floats = text.astype(np.float64)
-    except ValueError:
+            return TypedColumn(pc.cast(text, pa.int64()), mask, None)
+        floats = pc.cast(text, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return TypedColumn(None, mask, None)
-    sel_text = text if valid is None else text[valid]
-    sel = floats if valid is None else floats[valid]
-    dec = _decimals(sel_text, lenient)
-    if dec is None or np.any((sel == 0) & np.signbit(sel)):  # "-0.000" cannot survive scaling
-        return TypedColumn(None, mask, None)
-    if not lenient and not np.array_equal(np.char.mod(f"%.{dec}f", sel), sel_text):
-        return TypedColumn(None, mask, None)
-    arr = pa.array(floats, mask=None if valid is None else ~valid)
-    return TypedColumn(arr, mask, dec)
-
-
-def _decimals(text: np.ndarray, lenient: bool = False) -> int | None:
-    """Number of decimals if every value prints with the same count, else None.
-
-    With ``lenient`` the largest count is returned.
-    """
-    if text.size == 0:
-        return 0
-    dot = np.char.find(text, ".")
-    lens = np.char.str_len(text)
-    dec = np.where(dot < 0, 0, lens - dot - 1)
+    if valid_count == 0:
+        return TypedColumn(floats, mask, 0)
+    dot = pc.find_substring(text, ".")
+    dec = pc.if_else(pc.less(dot, 0), 0, pc.subtract(pc.subtract(pc.utf8_length(text), dot), 1))
+    lo, hi = pc.min_max(dec).values()
     if lenient:
-        return int(dec.max())
-    if dec.min() != dec.max():
-        return None
-    return int(dec[0])
+        return TypedColumn(floats, mask, int(hi.as_py()))
+    if lo.as_py() != hi.as_py():
+        return TypedColumn(None, mask, None)
+    d = int(hi.as_py())
+    frac = rf"\.[0-9]{{{d}}}" if d else ""
+    # canonical "%.{d}f" text ("-0.000" included: it parses to -0.0, which storage keeps)
+    if not _canonical(text, rf"^-?(0|[1-9][0-9]*){frac}$"):
+        return TypedColumn(None, mask, None)
+    return TypedColumn(floats, mask, d)

@@ -108,9 +108,9 @@ def commit(
     del text, categories
     summary = summarize(entry)
     with backend.writing() as ts:
-        index = backend.versions_index()
-        mine = np.flatnonzero(index["entry"] == eid)
-        prev_version = int(index["version"][mine].max()) if mine.size else 0
+        index = backend.read_versions(eid, attrs=["blocks"])  # fresh, under the lock
+        mine = np.arange(len(index["version"]))
+        prev_version = int(index["version"].max()) if mine.size else 0
         if prev_version and mode == "new":
             raise DuplicateEntryError(
                 f"entry {eid} is already stored (version {prev_version}); use store.deposit() / "

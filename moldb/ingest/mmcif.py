@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 
 from moldb.errors import ParseError
-from moldb.ingest.columns import text_to_typed, unquote
+from moldb.ingest.columns import CifValue, text_column, text_to_typed, unquote
 from moldb.schema.columns import ANISO_COLUMNS, ANISO_ITEMS, ATOM_COLUMNS, COLUMN_BY_NAME
-from moldb.schema.parsed import MASK_DOT, MASK_QUESTION, Category, ParsedEntry, SourceInfo
+from moldb.schema.parsed import Category, ParsedEntry, SourceInfo
 
 __all__ = ["parse_cif_block", "read_mmcif", "read_pdb", "source_info"]
 
@@ -94,21 +94,11 @@ def _stem(path: str | Path) -> str:
     return name.upper()
 
 
-def _category(name: str, raw: dict[str, list[str]]) -> Category:
+def _category(name: str, raw: dict[str, list[CifValue]]) -> Category:
     cols: dict[str, pa.Array] = {}
     masks: dict[str, np.ndarray] = {}
     for item, values in raw.items():
-        mask = None
-        out: list[str | None] = []
-        for i, v in enumerate(values):
-            if v == "." or v == "?":
-                if mask is None:
-                    mask = np.zeros(len(values), dtype=np.uint8)
-                mask[i] = MASK_DOT if v == "." else MASK_QUESTION
-                out.append(None)
-            else:
-                out.append(unquote(v))
-        cols[item] = pa.array(out, type=pa.string())
+        cols[item], mask = text_column(values)
         if mask is not None:
             masks[item] = mask
     return Category(name, pa.table(cols) if cols else pa.table({}), masks)
@@ -139,10 +129,10 @@ def parse_cif_block(block: Any, source: SourceInfo, lenient: bool = False) -> Pa
     aniso: dict[str, pa.Array] = {}
     for prefix in block.get_mmcif_category_names():
         name = prefix[1:-1]
-        raw = block.get_mmcif_category(prefix, raw=True)
+        raw = block.get_mmcif_category(prefix, raw=False)  # unquoted; None = ?, False = .
         if name == "atom_site":
             atom_items = list(raw)
-            extra: dict[str, list[str]] = {}
+            extra: dict[str, list[CifValue]] = {}
             for item, values in raw.items():
                 spec = _TYPED.get(item)
                 typed = text_to_typed(values, spec.kind, lenient) if spec else None
@@ -183,7 +173,7 @@ def _entry_id(block: Any) -> str:
 
 
 def _split_aniso(
-    raw: dict[str, list[str]],
+    raw: dict[str, list[CifValue]],
     atoms: dict[str, pa.Array],
     decimals: dict[str, int],
     lenient: bool,
@@ -198,7 +188,7 @@ def _split_aniso(
         atom_ids = np.asarray(atoms["id"].to_numpy(zero_copy_only=False))
         try:
             aniso_ids = np.asarray(raw["id"], dtype=np.int64)
-        except ValueError:
+        except (ValueError, TypeError):
             aniso_ids = None
         if aniso_ids is not None and np.unique(atom_ids).size == atom_ids.size:
             order = np.argsort(atom_ids)

@@ -129,14 +129,25 @@ class Backend:
     @contextmanager
     def writing(self, timeout: float = 120.0) -> Iterator[int]:
         """Take the writer lock and yield a fresh, strictly increasing write timestamp (ms)."""
-        with writer_lock(self.uri, timeout):
-            last = self.last_timestamp()
-            yield max(int(time.time() * 1000), last + 1)
+        with writer_lock(self.uri, timeout) as clock:
+            last = clock.read() if clock is not None else None
+            if last is None:
+                last = self.last_timestamp()
+            ts = max(int(time.time() * 1000), last + 1)
+            if clock is not None:
+                clock.write(ts)
+            yield ts
 
     def last_timestamp(self) -> int:
         """Largest version timestamp in the store (0 for an empty store)."""
-        ts = self.versions_index(refresh=True)["ts"]
-        return int(ts.max()) if len(ts) else 0
+        arr = self.reader("versions", refresh=True)
+        with engine.mapped(arr.uri, "reading timestamps"):
+            ts = arr.query(attrs=["ts"], dims=[])[:]["ts"]
+        tags = self.reader("tags", refresh=True)
+        with engine.mapped(tags.uri, "reading timestamps"):
+            frags = tiledb.array_fragments(tags.uri, ctx=self.ctx)
+        tag_ts = max((int(f.timestamp_range[1]) for f in frags), default=0)
+        return max(int(ts.max()) if len(ts) else 0, tag_ts)
 
     # -- writes ---------------------------------------------------------------------------------------
     def write_cells(self, name: str, ts: int, coords: Sequence[np.ndarray], cells: dict[str, Any]) -> None:

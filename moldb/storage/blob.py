@@ -113,6 +113,9 @@ class BlobWriter:
             raise ValidationError(f"column {name}: values out of range for {dec} decimals "
                                   f"(max |x| = {np.nanmax(np.abs(values)):g}); fix the file's {name} values")
         self.add_ints(name, "float", scaled.astype(np.int64), dec)
+        negzero = np.flatnonzero((values == 0) & np.signbit(values))
+        if negzero.size:  # "-0.000" in the source: fixed point cannot carry the sign, the header does
+            self.cols[-1]["negzero"] = negzero.tolist()
 
     def add_strings(self, name: str, codes: np.ndarray, dictionary: list[str], kind: str = "str") -> None:
         """Add a dictionary-encoded string column."""
@@ -193,7 +196,13 @@ def read_blob_columns(blob: bytes, columns: list[str] | None = None
             ints = np.cumsum(_unshuffle(raw, np.dtype(col["dtype"])), dtype=np.int64)
             # division by an exact power of ten gives the double nearest the printed decimal,
             # i.e. exactly what parsing the source text gives
-            values[name] = ints / (10.0 ** col["dec"]) if kind == "float" else ints
+            if kind == "float":
+                floats = ints / (10.0 ** col["dec"])
+                if "negzero" in col:
+                    floats[np.asarray(col["negzero"], dtype=np.int64)] = -0.0
+                values[name] = floats
+            else:
+                values[name] = ints
     meta = dict(header.get("meta", {}))
     meta["n"] = header["n"]
     return values, masks, meta, header["cols"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from moldb.errors import ConcurrencyError
 
-__all__ = ["writer_lock"]
+__all__ = ["Clock", "writer_lock"]
 
 
 def _local_path(uri: str) -> Path | None:
@@ -29,8 +29,29 @@ def _local_path(uri: str) -> Path | None:
     return Path(uri)
 
 
+class Clock:
+    """The last write timestamp, kept in the lock file (read and written only under the lock)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def read(self) -> int | None:
+        """Last reserved timestamp (ms), or None if the file holds none."""
+        raw = os.pread(self._fd, 32, 0).strip()
+        try:
+            return int(raw) if raw else None
+        except ValueError:
+            return None
+
+    def write(self, ts: int) -> None:
+        """Reserve ``ts`` (written before any data of that commit, so a crash only skips it)."""
+        data = f"{ts:>20d}\n".encode()
+        os.pwrite(self._fd, data, 0)
+        os.fsync(self._fd)
+
+
 @contextlib.contextmanager
-def writer_lock(uri: str, timeout: float = 120.0) -> Iterator[None]:
+def writer_lock(uri: str, timeout: float = 120.0) -> Iterator[Clock | None]:
     """Hold the store's writer lock for the duration of the block.
 
     Parameters
@@ -39,10 +60,15 @@ def writer_lock(uri: str, timeout: float = 120.0) -> Iterator[None]:
         Store URI.
     timeout : float
         Seconds to wait before raising :class:`~moldb.errors.ConcurrencyError`.
+
+    Yields
+    ------
+    Clock or None
+        The store's clock (local stores), None where there is no lock file.
     """
     path = _local_path(uri)
     if path is None:
-        yield
+        yield None
         return
     fd = os.open(path / ".moldb.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -58,7 +84,7 @@ def writer_lock(uri: str, timeout: float = 120.0) -> Iterator[None]:
                         "retry when its ingest or deposit has finished"
                     ) from None
                 time.sleep(0.01)
-        yield
+        yield Clock(fd)
     finally:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
