@@ -53,8 +53,10 @@ def validate_entry_id(entry_id: str) -> str:
     return entry_id.upper()
 
 
-def _new_block_id() -> int:
-    return secrets.randbits(62) + 1
+def _new_block_ids(n: int) -> list[int]:
+    """``n`` consecutive block ids from a random base: one version's blocks sit side by side on disk."""
+    base = (secrets.randbits(58) << 4) + 16
+    return [base + i for i in range(n)]
 
 
 def _split_text_items(entry: ParsedEntry) -> tuple[list[Category], dict[str, tuple[pa.Array, Any]]]:
@@ -125,13 +127,14 @@ def commit(
             prev_hashes = {b: str(v["content_hash"]) for b, v in got.items()}
         blocks: dict[str, int] = {}
         new_rows: list[tuple[int, str, int, str, bytes]] = []
+        fresh = iter(_new_block_ids(len(GROUPS) + 1))
         for g in (*GROUPS, "cif"):
             blob, digest = encoded[g]
             old = prev_blocks.get(g)
             if old is not None and prev_hashes.get(old) == digest:
                 blocks[g] = old  # unchanged: share the previous version's block
                 continue
-            blocks[g] = _new_block_id()
+            blocks[g] = next(fresh)
             new_rows.append((blocks[g], g, entry.n_atoms if g != "cif" else len(entry.categories), digest, blob))
         backend.write_blocks(ts, eid, new_rows)
         all_hashes = {g: encoded[g][1] for g in (*GROUPS, "cif")}
