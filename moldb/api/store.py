@@ -160,7 +160,12 @@ class Store:
         atoms, masks, decimals, text, meta = read_atom_table(self._backend, rec.blocks, columns)
         cif_block = rec.blocks["cif"]
         backend = self._backend
-        return Structure(rec, atoms, masks, decimals, text, meta, lambda: read_categories(backend, cif_block))
+        return Structure(rec, atoms, masks, decimals, text, meta, lambda: read_categories(backend, cif_block),
+                         self._templates)
+
+    def _templates(self, comp_ids: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
+        got = self._backend.read_components(comp_ids)
+        return {k: (names, np.frombuffer(b, dtype=np.int16).reshape(-1, 4)) for k, (names, _, b) in got.items()}
 
     def history(self, entry: str) -> list[VersionInfo]:
         """Every version of ``entry``, oldest first."""

@@ -39,6 +39,7 @@ class Structure:
         text_items: list[str],
         meta: dict[str, Any],
         load_categories: Callable[[], list[Category]],
+        load_templates: Callable[[list[str]], dict[str, tuple[list[str], np.ndarray]]] | None = None,
     ) -> None:
         self.version = version
         self.entry = version.entry
@@ -48,6 +49,7 @@ class Structure:
         self._text_items = list(text_items)
         self._meta = meta
         self._load_categories = load_categories
+        self._load_templates = load_templates
 
     def __repr__(self) -> str:
         return (f"<Structure {self.entry} v{self.version.version}: {self.atoms.num_rows} atoms, "
@@ -88,6 +90,26 @@ class Structure:
     def category_names(self) -> list[str]:
         """Names of the stored categories in source order."""
         return [c.name for c in self.categories]
+
+    def bonds(self) -> pa.Table:
+        """Bonds: CCD templates stored in the store, polymer links and ``struct_conn``.
+
+        Returns
+        -------
+        pyarrow.Table
+            ``atom_1``, ``atom_2`` (rows of :attr:`atoms`), ``order``, ``aromatic``,
+            ``kind`` — see :mod:`moldb.topology`.
+        """
+        from moldb.topology import compute_bonds
+
+        comps: list[str] = []
+        if "label_comp_id" in self.atoms.column_names:
+            col = self.atoms.column("label_comp_id").combine_chunks()
+            vals = col.dictionary if pa.types.is_dictionary(col.type) else col.unique()
+            comps = [str(v) for v in vals.to_pylist() if v]
+        templates = self._load_templates(comps) if self._load_templates is not None else {}
+        conn = next((c.table for c in self.categories if c.name == "struct_conn"), None)
+        return compute_bonds(self.atoms, templates, conn)
 
     def to_parsed(self) -> ParsedEntry:
         """The interchange form used by the exporters."""

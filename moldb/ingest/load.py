@@ -72,6 +72,27 @@ def _split_text_items(entry: ParsedEntry) -> tuple[list[Category], dict[str, tup
     return cats, text
 
 
+def _comp_ids(entry: ParsedEntry) -> list[str]:
+    if "label_comp_id" not in entry.atoms.column_names:
+        return []
+    col = entry.atoms.column("label_comp_id").combine_chunks()
+    vals = col.dictionary if pa.types.is_dictionary(col.type) else col.unique()
+    return [str(v) for v in vals.to_pylist() if v]
+
+
+def _store_templates(backend: Backend, ts: int, entry: ParsedEntry) -> None:
+    """Store CCD templates of components the store has not seen yet (once per component)."""
+    from moldb.ingest.components import ccd_source, templates_for
+
+    missing = sorted(set(_comp_ids(entry)) - backend.component_ids())
+    if not missing:
+        return
+    found = templates_for(missing)
+    src = ccd_source()
+    backend.write_components(ts, [(t.comp_id, t.atom_names, t.elements, t.bonds.tobytes(), src)
+                                  for t in found.values()])
+
+
 def commit(
     backend: Backend,
     entry: ParsedEntry,
@@ -137,6 +158,7 @@ def commit(
             blocks[g] = next(fresh)
             new_rows.append((blocks[g], g, entry.n_atoms if g != "cif" else len(entry.categories), digest, blob))
         backend.write_blocks(ts, eid, new_rows)
+        _store_templates(backend, ts, entry)
         all_hashes = {g: encoded[g][1] for g in (*GROUPS, "cif")}
         content_hash = hashlib.sha256(json.dumps(all_hashes, sort_keys=True).encode()).hexdigest()
         version = prev_version + 1

@@ -1,7 +1,7 @@
 """TileDB array schemas of a moldb store (schema v1).
 
 A store is a TileDB group holding three store-wide arrays, never one array set
-per entry, so a store of 100k entries is still three TileDB arrays:
+per entry, so a store of 100k entries is still four TileDB arrays:
 
 ===============  ======  =============================  ======================================================
 array            type    dimensions                     holds
@@ -12,6 +12,9 @@ array            type    dimensions                     holds
 ``tags``         sparse  entry (str), tag (str)         named versions
 ``blocks``       sparse  block (uint64)                 one cell per immutable block: entry, group, rows,
                                                         content hash and the column blob
+``components``   sparse  comp_id (str)                  chemical-component templates, stored once per
+                                                        component (MMTF's group types): atom names,
+                                                        elements, intra-residue bonds with orders
 ===============  ======  =============================  ======================================================
 
 A block holds one column group of one version: ``topo`` (identifiers), ``xyz``
@@ -32,7 +35,7 @@ import tiledb
 
 __all__ = ["ARRAY_NAMES", "array_schema", "create_arrays"]
 
-ARRAY_NAMES = ("versions", "tags", "blocks")
+ARRAY_NAMES = ("versions", "tags", "blocks", "components")
 UINT64_MAX_DOMAIN = np.iinfo(np.uint64).max - 10_000  # TileDB needs headroom above the domain end
 BLOCKS_CAPACITY = 4  # a tile holds few blobs, so reading one block touches little else
 
@@ -91,9 +94,18 @@ def _blocks_schema(ctx: tiledb.Ctx) -> tiledb.ArraySchema:
                               capacity=BLOCKS_CAPACITY, ctx=ctx)
 
 
+def _components_schema(ctx: tiledb.Ctx) -> tiledb.ArraySchema:
+    attrs = [_utf8("atom_names", ctx), _utf8("elements", ctx),
+             tiledb.Attr("bonds", dtype="blob", var=True, filters=tiledb.FilterList([_zstd()]), ctx=ctx),
+             _utf8("source", ctx)]
+    return tiledb.ArraySchema(domain=tiledb.Domain(_str_dim("comp_id", ctx), ctx=ctx), attrs=attrs,
+                              sparse=True, capacity=1000, ctx=ctx)
+
+
 def array_schema(name: str, ctx: tiledb.Ctx) -> tiledb.ArraySchema:
     """The TileDB schema of array ``name`` (one of :data:`ARRAY_NAMES`)."""
-    builders = {"versions": _versions_schema, "tags": _tags_schema, "blocks": _blocks_schema}
+    builders = {"versions": _versions_schema, "tags": _tags_schema, "blocks": _blocks_schema,
+                "components": _components_schema}
     return builders[name](ctx)
 
 

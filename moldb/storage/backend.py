@@ -6,6 +6,7 @@ timestamps; it knows nothing of structures beyond the column groups.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -184,6 +185,40 @@ class Backend:
     def _blocks_query(arr: tiledb.Array, ids: list[int], attrs: Sequence[str]) -> dict[str, Any]:
         with engine.mapped(arr.uri, "reading blocks"):
             return arr.query(attrs=list(attrs), order="U").multi_index[[(b, b) for b in ids]]
+
+    # -- chemical-component templates ------------------------------------------------------------
+    def component_ids(self) -> set[str]:
+        """Ids of every stored component template (fresh read)."""
+        arr = self.reader("components", refresh=True)
+        with engine.mapped(arr.uri, "reading component ids"):
+            ids = arr.query(attrs=[], dims=["comp_id"])[:]["comp_id"]
+        return {i.decode() if isinstance(i, bytes) else str(i) for i in ids}
+
+    def write_components(self, ts: int, rows: Sequence[tuple[str, list[str], list[str], bytes, str]]) -> None:
+        """Store templates ``(comp_id, atom names, elements, bonds int16 bytes, source)``."""
+        if not rows:
+            return
+        self.write_cells(
+            "components", ts, [np.array([r[0] for r in rows], dtype=object)],
+            {"atom_names": np.array([json.dumps(r[1]) for r in rows], dtype=object),
+             "elements": np.array([json.dumps(r[2]) for r in rows], dtype=object),
+             "bonds": np.array([r[3] for r in rows], dtype=object),
+             "source": np.array([r[4] for r in rows], dtype=object)})
+
+    def read_components(self, comp_ids: Sequence[str]) -> dict[str, tuple[list[str], list[str], bytes]]:
+        """comp_id → (atom names, elements, bonds bytes) for the stored ones among ``comp_ids``."""
+        want = sorted(set(comp_ids))
+        if not want:
+            return {}
+        arr = self.reader("components", refresh=True)
+        with engine.mapped(arr.uri, "reading component templates"):
+            res = arr.query(attrs=["atom_names", "elements", "bonds"], order="U").multi_index[
+                [(c, c) for c in want]]
+        out = {}
+        for i, cid in enumerate(res["comp_id"]):
+            key = cid.decode() if isinstance(cid, bytes) else str(cid)
+            out[key] = (json.loads(res["atom_names"][i]), json.loads(res["elements"][i]), bytes(res["bonds"][i]))
+        return out
 
     def _staleness_token(self) -> Any:
         """Cheap token that changes when a version is committed (local stores); None elsewhere."""
