@@ -25,6 +25,7 @@ __all__ = ["ENCODING_VERSION", "OBJECT_TYPE", "SCHEMA_VERSION", "Backend"]
 OBJECT_TYPE = "moldb.store"
 ENCODING_VERSION = "1"
 SCHEMA_VERSION = 1
+CONSOLIDATE_EVERY = 64  # commits between light consolidations of the small arrays
 
 
 class Backend:
@@ -138,6 +139,26 @@ class Backend:
             if clock is not None:
                 clock.write(ts)
             yield ts
+            if clock is not None:
+                n = clock.count() + 1
+                clock.write(ts, n)
+                if n % CONSOLIDATE_EVERY == 0:
+                    self.light_consolidate()
+
+    def light_consolidate(self) -> None:
+        """Bound fragment counts without touching history or concurrent readers.
+
+        Consolidates the fragments of the small arrays (``versions``, ``tags``,
+        ``components``: sparse, so per-cell timestamps keep time travel exact) and
+        the fragment footers and commit files of every array. Nothing is vacuumed:
+        readers that opened the arrays earlier keep working; ``maintain()`` vacuums.
+        """
+        for name in ARRAY_NAMES:
+            uri = self.array_uri(name)
+            modes = ("fragments", "fragment_meta", "commits") if name != "blocks" else ("fragment_meta", "commits")
+            for mode in modes:
+                with engine.mapped(uri, f"consolidating ({mode})"):
+                    tiledb.consolidate(uri, config=tiledb.Config({"sm.consolidation.mode": mode}), ctx=self.ctx)
 
     def last_timestamp(self) -> int:
         """Largest version timestamp in the store (0 for an empty store)."""

@@ -30,23 +30,35 @@ def _local_path(uri: str) -> Path | None:
 
 
 class Clock:
-    """The last write timestamp, kept in the lock file (read and written only under the lock)."""
+    """The last write timestamp and a commit counter, kept in the lock file.
+
+    Read and written only under the lock. The counter drives the light
+    consolidation that keeps fragment counts (and so open/read costs) bounded.
+    """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
 
+    def _fields(self) -> list[int]:
+        try:
+            return [int(x) for x in os.pread(self._fd, 64, 0).split()]
+        except ValueError:
+            return []
+
     def read(self) -> int | None:
         """Last reserved timestamp (ms), or None if the file holds none."""
-        raw = os.pread(self._fd, 32, 0).strip()
-        try:
-            return int(raw) if raw else None
-        except ValueError:
-            return None
+        f = self._fields()
+        return f[0] if f else None
 
-    def write(self, ts: int) -> None:
+    def count(self) -> int:
+        """Commits recorded so far."""
+        f = self._fields()
+        return f[1] if len(f) > 1 else 0
+
+    def write(self, ts: int, count: int | None = None) -> None:
         """Reserve ``ts`` (written before any data of that commit, so a crash only skips it)."""
-        data = f"{ts:>20d}\n".encode()
-        os.pwrite(self._fd, data, 0)
+        n = self.count() if count is None else count
+        os.pwrite(self._fd, f"{ts:>20d} {n:>12d}\n".encode(), 0)
         os.fsync(self._fd)
 
 
