@@ -9,7 +9,9 @@ kind       encoding
 =========  =================================================================
 ``str``    dictionary (BinaryCIF StringArray): codes narrowed to the smallest
            unsigned int, the strings as a msgpack list
-``int``    delta, narrowed to the smallest int that holds the deltas
+``int``    delta, narrowed to the smallest int that holds the deltas, or to
+           int16 with ±32767 overflow runs (BinaryCIF IntegerPacking) when
+           few deltas overflow
 ``float``  fixed point ``rint(x * 10**dec)`` (MMTF integer / BinaryCIF
            FixedPoint), then delta and narrowing as for ``int``
 ``mask``   ``uint8`` null kinds (0 value, 1 ``.``, 2 ``?``), only when non-zero
@@ -36,7 +38,7 @@ from moldb.errors import StorageError, ValidationError
 
 __all__ = ["BlobWriter", "read_blob_columns", "read_header"]
 
-_ZSTD = pa.Codec("zstd", compression_level=9)
+_ZSTD = pa.Codec("zstd", compression_level=6)
 _INTS = (np.int8, np.int16, np.int32, np.int64)
 _UINTS = (np.uint8, np.uint16, np.uint32)
 _MAX_SCALED = 2**62
@@ -59,6 +61,30 @@ def _narrow(values: np.ndarray, signed: bool = True) -> np.ndarray:
         if info.min <= lo and hi <= info.max:
             return values.astype(t)
     return values.astype(np.int64)
+
+
+_LIM16 = 32767
+
+
+def _pack16(d: np.ndarray) -> np.ndarray:
+    """BinaryCIF IntegerPacking to int16: |v| ≥ 32767 becomes runs of ±32767 ending in the remainder."""
+    k = np.abs(d) // _LIM16
+    sign = np.where(d < 0, -1, 1)
+    counts = k + 1
+    out = np.repeat(sign * _LIM16, counts)
+    last = np.cumsum(counts) - 1
+    out[last] = d - sign * k * _LIM16
+    return out.astype(np.int16)
+
+
+def _unpack16(p: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_pack16`."""
+    v = p.astype(np.int64)
+    if not np.any(np.abs(v) == _LIM16):
+        return v
+    end = np.abs(v) != _LIM16
+    starts = np.r_[0, np.flatnonzero(end)[:-1] + 1]
+    return np.add.reduceat(v, starts)
 
 
 def _shuffle(a: np.ndarray) -> bytes:
@@ -100,8 +126,13 @@ class BlobWriter:
         """Add an integer column (``kind`` ``"int"``) or scaled floats (``"float"``, ``dec`` decimals)."""
         d = np.diff(values.astype(np.int64, copy=False), prepend=np.int64(0))
         packed = _narrow(d)
-        col: dict[str, Any] = {"name": name, "kind": kind, "dtype": packed.dtype.str,
-                               "seg": self._segment(_shuffle(packed))}
+        col: dict[str, Any] = {"name": name, "kind": kind}
+        # few overflows: the int16 form is smaller (BinaryCIF's choice); count before materialising
+        if packed.itemsize > 2 and int((np.abs(d) // _LIM16).sum()) <= d.size // 2:
+            packed = _pack16(d)
+            col["pack16"] = True
+        col["dtype"] = packed.dtype.str
+        col["seg"] = self._segment(_shuffle(packed))
         if dec is not None:
             col["dec"] = dec
         self.cols.append(col)
@@ -193,7 +224,10 @@ def read_blob_columns(blob: bytes, columns: list[str] | None = None
             codes = _unshuffle(raw, np.dtype(col["dtype"]))
             values[name] = (codes, msgpack.unpackb(_seg(view, base, col["dict"]), raw=False))
         else:
-            ints = np.cumsum(_unshuffle(raw, np.dtype(col["dtype"])), dtype=np.int64)
+            deltas = _unshuffle(raw, np.dtype(col["dtype"]))
+            if col.get("pack16"):
+                deltas = _unpack16(deltas)
+            ints = np.cumsum(deltas, dtype=np.int64)
             # division by an exact power of ten gives the double nearest the printed decimal,
             # i.e. exactly what parsing the source text gives
             if kind == "float":
