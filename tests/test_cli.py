@@ -41,3 +41,22 @@ def test_errors_have_exit_codes(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "bad.cif" in r.output and "1 ingested, 1 failed" in r.output
     r = runner.invoke(app, ["show", "--store", s, "9XYZ"])
     assert r.exit_code == 2 and "9XYZ" in r.output
+
+
+def test_export_formats_read_back(tmp_path: Path) -> None:
+    import gemmi
+
+    s = str(tmp_path / "lab-store")
+    runner.invoke(app, ["init", s])
+    runner.invoke(app, ["ingest", "--store", s, str(data("mmcif/1o1z.cif.gz"))])
+    for fmt, name in [("cif", "out.cif"), ("bcif", "out.bcif"), ("pdb", "out.pdb")]:
+        out_path = tmp_path / name
+        r = runner.invoke(app, ["export", "--store", s, "1O1Z", "--format", fmt, "-o", str(out_path)])
+        assert r.exit_code == 0, r.output
+        assert out_path.stat().st_size > 10_000
+    st = gemmi.read_structure(str(tmp_path / "out.pdb"))
+    assert st[0].count_atom_sites() == 2302
+    doc = gemmi.cif.read(str(tmp_path / "out.cif"))
+    assert doc.sole_block().find_value("_refine.ls_d_res_high") == "1.60"
+    r = runner.invoke(app, ["export", "--store", s, "1O1Z", "-o", str(tmp_path / "out.xyz")])
+    assert r.exit_code == 2 and "out.xyz" in r.output

@@ -173,3 +173,18 @@ def test_entries_table(store: moldb.Store) -> None:
     assert by["1L2Y"]["n_models"] == 38 and by["1L2Y"]["resolution"] is None
     assert by["1O1Z"]["method"] == "X-RAY DIFFRACTION" and by["1O1Z"]["n_atoms"] == 2302
     assert len(store) == 2 and "1o1z" in store
+
+
+def test_structure_converts_to_gemmi_biotite_and_files(store: moldb.Store, tmp_path: Path) -> None:
+    import biotite.structure.io.pdbx as pdbx
+
+    store.ingest(data("mmcif/1o1z.cif.gz"))
+    s = store.get("1O1Z")
+    st = s.to_gemmi()
+    assert st[0].count_atom_sites() == 2302 and st.cell.a == pytest.approx(132.41)
+    arr = s.to_biotite(model=1)  # biotite's default keeps the first altloc only
+    alt = s.atoms.column("label_alt_id").cast("string").to_pylist()
+    assert arr.array_length() == 2302 - sum(a not in (None, "A") for a in alt) == 2254
+    out = s.write(tmp_path / "x.bcif")
+    back = pdbx.get_structure(pdbx.BinaryCIFFile.read(out), model=1, altloc="all")
+    np.testing.assert_array_equal(back.coord[:, 0], s.atoms.column("Cartn_x").to_numpy().astype(np.float32))
