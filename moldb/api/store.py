@@ -235,6 +235,66 @@ class Store:
         """Ingest several files; stops at the first error (earlier ones stay committed)."""
         return [self.ingest(p, **kwargs) for p in paths]
 
+    # -- versioning: diff, maintenance, retention ----------------------------------------------------
+    def diff(self, entry: str, a: int | str, b: int | str | None = None) -> Any:
+        """What changed from version ``a`` to version ``b`` of ``entry`` (``b``: latest when omitted).
+
+        Parameters
+        ----------
+        entry : str
+            Entry id.
+        a, b : int or str
+            Version numbers or tags.
+
+        Returns
+        -------
+        moldb.versioning.diff.Diff
+            Atoms added / removed / renamed / moved, changed columns, categories and TLS
+            groups; ``.as_dict()`` for JSON. See ``docs/versioning.md``.
+        """
+        from moldb.versioning.diff import diff_structures
+
+        sa = self.get(entry, version=a)
+        sb = self.get(entry, version=b)
+        d = diff_structures(sa.atoms, sa.categories, sb.atoms, sb.categories)
+        for side, s in (("a", sa), ("b", sb)):
+            setattr(d, side, {"entry": s.entry, "version": s.version.version, "timestamp": s.version.timestamp,
+                              "author": s.version.author, "message": s.version.message})
+        return d
+
+    def maintain(self, vacuum: bool = True, orphan_grace_s: float = 3600.0,
+                 collect_orphans: bool = True) -> dict[str, Any]:
+        """Consolidate and vacuum the store's arrays; collect orphan blocks older than the grace period.
+
+        Takes the writer lock (commits wait). Every version stays readable bit for bit and
+        ``as_of`` keeps working. Other processes holding this store open must reopen it after
+        a vacuum. Returns fragment and byte counts before/after and the orphans found.
+        """
+        from moldb.storage.maintenance import maintain
+
+        self._check_writable()
+        return maintain(self._backend, vacuum=vacuum, orphan_grace_s=orphan_grace_s,
+                        collect_orphans=collect_orphans)
+
+    def purge_versions(self, entry: str, keep_last: int, author: str = "") -> dict[str, Any]:
+        """Explicit retention: delete all but the last ``keep_last`` versions of ``entry`` (logged).
+
+        moldb keeps every version unless this is called. The purged versions no longer read
+        (not even ``as_of``); their blocks are reclaimed by the next :meth:`maintain` once older
+        than its grace period.
+        """
+        from moldb.storage.maintenance import purge_versions
+
+        self._check_writable()
+        eid = validate_entry_id(entry)
+        return purge_versions(self._backend, eid, keep_last, author=author)
+
+    def maintenance_log(self) -> list[dict[str, Any]]:
+        """Maintenance runs and purges recorded in the store metadata, oldest first."""
+        from moldb.storage.maintenance import maintenance_log
+
+        return maintenance_log(self._backend)
+
 
 def create(uri: str | Path, config: dict[str, str] | None = None) -> Store:
     """Create an empty store at ``uri`` and open it.

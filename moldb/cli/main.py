@@ -180,6 +180,141 @@ def migrate(uri: Annotated[str, typer.Argument(help="Store to upgrade")]) -> Non
 
 
 @app.command()
+def deposit(
+    file: Annotated[Path, typer.Argument(help="Structure file to commit as the next version")],
+    store: StoreOpt,
+    entry: Annotated[str, typer.Option("--entry", "-e", help="Entry id (created if new)")],
+    message: Annotated[str, typer.Option("--message", "-m", help="Why this version")] = "",
+    author: Annotated[str, typer.Option("--author", "-a", help="Who")] = "",
+    json_out: JsonOpt = False,
+) -> None:
+    """Commit a file as the next version of an entry (unchanged column groups are shared)."""
+    st = _open(store)
+    try:
+        v = st.deposit(file, entry=entry, message=message, author=author)
+    except (MoldbError, OSError) as exc:
+        raise _fail(exc) from exc
+    if json_out:
+        out.print_json(json.dumps(v.as_dict()))
+        return
+    out.print(f"[green]✓[/] {v.entry} v{v.version} (parent v{v.parent})  {v.n_atoms} atoms  {v.content_hash[:12]}")
+
+
+@app.command()
+def tag(entry: str, version: Annotated[str, typer.Argument(help="Version number or existing tag")],
+        name: Annotated[str, typer.Argument(help="New tag name")], store: StoreOpt,
+        author: Annotated[str, typer.Option("--author", "-a")] = "") -> None:
+    """Name a version of an entry."""
+    st = _open(store)
+    try:
+        st.tag(entry, int(version) if version.isdigit() else version, name, author=author)  # type: ignore[arg-type]
+        v = st.get(entry, version=name).version.version
+    except MoldbError as exc:
+        raise _fail(exc) from exc
+    out.print(f"tagged {entry.upper()} v{v} as [bold]{name}[/]")
+
+
+@app.command()
+def get(
+    entry: str, store: StoreOpt,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output file (.cif, .cif.gz, .bcif, .pdb)")],
+    version: Annotated[str | None, typer.Option(help="Version number or tag (default: latest)")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Latest version at this time (ISO-8601 or ms)")] = None,
+    format: Annotated[str | None, typer.Option(help="cif | bcif | pdb (default: from suffix)")] = None,
+) -> None:
+    """Write one version of an entry (by number, tag or point in time) to a file."""
+    fmt = {"cif": "mmcif", "mmcif": "mmcif", "bcif": "bcif", "pdb": "pdb", None: None}.get(format, format)
+    when: int | str | None = int(as_of) if as_of is not None and as_of.isdigit() else as_of
+    try:
+        s = _open(store).get(entry, version=version, as_of=when)
+        path = s.write(output, format=fmt)
+    except (MoldbError, OSError) as exc:
+        raise _fail(exc) from exc
+    out.print(f"wrote {s.entry} v{s.version.version} to {path}")
+
+
+def _print_diff(d: dict[str, Any]) -> None:
+    at = d["atoms"]
+    a, b = d["a"], d["b"]
+    out.print(f"[bold]{a.get('entry', '')}[/] v{a.get('version', '?')} → v{b.get('version', '?')}"
+              + ("  [green]identical[/]" if d["identical"] else ""))
+    t = Table("atoms", "count", show_header=True)
+    t.add_row("in a / in b", f"{at['a']} / {at['b']}")
+    t.add_row("matched", str(at["matched"]))
+    for k in ("added", "removed", "renamed"):
+        t.add_row(k, str(at[k]["count"]))
+    mv = at["moved"]
+    t.add_row("moved", f"{mv['count']}  (RMSD {mv['rmsd']:.3f} Å, max {mv['max_shift']:.3f} Å)")
+    out.print(t)
+    if at["changed_columns"]:
+        c = Table("column", "atoms changed")
+        for k, n in at["changed_columns"].items():
+            c.add_row(k, str(n))
+        out.print(c)
+    for k in ("added", "removed"):
+        for atom in at[k]["atoms"][:10]:
+            out.print(f"  {'+' if k == 'added' else '-'} {atom}")
+    for r in at["renamed"]["atoms"][:10]:
+        out.print(f"  ~ {r['old']} → {r['new']} at {r.get('chain')} {r.get('seq')}")
+    cats = d["categories"]
+    if cats["added"] or cats["removed"]:
+        out.print(f"categories added: {', '.join(cats['added']) or '-'}; removed: {', '.join(cats['removed']) or '-'}")
+    for name, ch in cats["changed"].items():
+        if "values" in ch:
+            vals = "; ".join(f"{i}: {o} → {n}" for i, (o, n) in ch["values"].items())
+            out.print(f"  _{name}: {vals}")
+        else:
+            what = ch.get("items_changed") or {k: ch[k] for k in ("rows_added", "rows_removed") if k in ch}
+            out.print(f"  _{name}: rows {ch['rows'][0]} → {ch['rows'][1]} {what}")
+    for name, ch in d["tls"].items():
+        out.print(f"  TLS {name}: added {ch['added']}, removed {ch['removed']}, changed {list(ch['changed'])}")
+
+
+@app.command()
+def diff(entry: str, a: Annotated[str, typer.Argument(help="Version number or tag")],
+         b: Annotated[str, typer.Argument(help="Version number or tag")], store: StoreOpt,
+         json_out: JsonOpt = False) -> None:
+    """What changed between two versions: atoms added/removed/renamed/moved, columns, categories, TLS."""
+    st = _open(store)
+    try:
+        d = st.diff(entry, int(a) if a.isdigit() else a, int(b) if b.isdigit() else b).as_dict()
+    except MoldbError as exc:
+        raise _fail(exc) from exc
+    if json_out:
+        out.print_json(json.dumps(d))
+        return
+    _print_diff(d)
+
+
+@app.command()
+def maintain(
+    store: StoreOpt,
+    vacuum: Annotated[bool, typer.Option("--vacuum/--no-vacuum", help="Delete superseded fragments")] = True,
+    orphan_grace: Annotated[float, typer.Option(help="Keep unreferenced blocks younger than this (s)")] = 3600.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Consolidate and vacuum the store; collect orphan blocks left by crashed writers."""
+    st = _open(store)
+    try:
+        rep = st.maintain(vacuum=vacuum, orphan_grace_s=orphan_grace)
+    except MoldbError as exc:
+        raise _fail(exc) from exc
+    if json_out:
+        out.print_json(json.dumps(rep))
+        return
+    t = Table("array", "fragments", "bytes")
+    for name, r in rep["arrays"].items():
+        t.add_row(name, f"{r['fragments_before']} → {r['fragments_after']}",
+                  f"{r['bytes_before']:,} → {r['bytes_after']:,}")
+    t.add_row("total", f"{rep['fragments_before']} → {rep['fragments_after']}",
+              f"{rep['bytes_before']:,} → {rep['bytes_after']:,}")
+    out.print(t)
+    orph = rep["orphans"]
+    out.print(f"orphan blocks collected: {len(orph['collected'])}; younger than {orph['grace_s']:.0f} s, kept: "
+              f"{len(orph['young'])}  ({rep['seconds']:.2f} s)")
+
+
+@app.command()
 def demo(uri: Annotated[str, typer.Argument()] = "./lab-store") -> None:
     """Create a store (if needed), ingest the bundled demo entries and print a summary."""
     from moldb.cli.demo import run_demo
