@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from moldb.errors import DuplicateEntryError, ValidationError
+from moldb.ingest.hooks import ingest_hooks
 from moldb.ingest.summary import summarize
 from moldb.schema.columns import GROUPS
 from moldb.schema.parsed import Category, ParsedEntry
@@ -159,6 +160,9 @@ def commit(
             new_rows.append((blocks[g], g, entry.n_atoms if g != "cif" else len(entry.categories), digest, blob))
         backend.write_blocks(ts, eid, new_rows)
         _store_templates(backend, ts, entry)
+        new_groups = [r[1] for r in new_rows]
+        for _name, hook in ingest_hooks():
+            hook(backend, ts, eid, entry, dict(blocks), new_groups)
         all_hashes = {g: encoded[g][1] for g in (*GROUPS, "cif")}
         content_hash = hashlib.sha256(json.dumps(all_hashes, sort_keys=True).encode()).hexdigest()
         version = prev_version + 1
