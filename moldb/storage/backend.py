@@ -65,6 +65,9 @@ class Backend:
         self.meta = meta
         self._readers: dict[str, tiledb.Array] = {}
         self._versions: dict[str, Any] | None = None  # cached cells of the versions array
+        #: Explicit write timestamps to use instead of the clock (tests write at fixed times, as
+        #: TileDB-SOMA's do); each must still exceed every committed one.
+        self.fixed_timestamps: Iterator[int] | None = None
         self._versions_token: Any = None
 
     # -- creation -----------------------------------------------------------------------------------------
@@ -144,7 +147,12 @@ class Backend:
             last = clock.read() if clock is not None else None
             if last is None:
                 last = self.last_timestamp()
-            ts = max(int(time.time() * 1000), last + 1)
+            if self.fixed_timestamps is not None:
+                ts = int(next(self.fixed_timestamps))
+                if ts <= last:
+                    raise ValueError(f"fixed timestamp {ts} is not after the last committed one ({last})")
+            else:
+                ts = max(int(time.time() * 1000), last + 1)
             if clock is not None:
                 clock.write(ts)
             yield ts
