@@ -134,13 +134,25 @@ def maxrss() -> int:
 
 
 # -- figure 1: bytes on disk -----------------------------------------------------------------------------
-def store_of(paths: Sequence[Path], d: Path, base: dict[str, int]) -> tuple[dict[str, int], list[int]]:
-    """Ingest ``paths`` into a fresh store, consolidate; bytes per array over the empty store, atom counts."""
+def store_of(paths: Sequence[Path], d: Path, base: dict[str, int],
+             per_entry: list[int] | None = None) -> tuple[dict[str, int], list[int]]:
+    """Ingest ``paths`` into a fresh store, consolidate; bytes per array over the empty store, atom counts.
+
+    With ``per_entry``, also append each entry's share of the consolidated store: its own block
+    payloads plus an equal share of everything else (version cells, templates, TileDB metadata).
+    """
     try:
         with moldb.create(d) as st:
-            atoms = [st.ingest(p, entry=f"e{i}").n_atoms for i, p in enumerate(paths)]
+            versions = [st.ingest(p, entry=f"e{i}") for i, p in enumerate(paths)]
         consolidate(d)
-        return {k: v - base[k] for k, v in store_bytes(d).items()}, atoms
+        arrays = {k: v - base[k] for k, v in store_bytes(d).items()}
+        if per_entry is not None:
+            with moldb.open(d) as st:
+                own = [sum(len(b["data"]) for b in st._backend.read_blocks(list(v.blocks.values())).values())
+                       for v in versions]
+            rest = (sum(arrays.values()) - sum(own)) / max(1, len(own))
+            per_entry.extend(int(o + rest) for o in own)
+        return arrays, [v.n_atoms for v in versions]
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -166,28 +178,39 @@ def fig_bytes(work: Path) -> dict[str, Any]:
             twin = mmtf_by_id.get(stem(path).split("_")[0]) if key == "bcif" else None
             rows.append({"file": path.name, "atoms": atoms, "moldb": sum(arrays.values()), "arrays": arrays,
                          "ref_gz": gz_size(path), "mmtf_gz": gz_size(twin) if twin else None})
-        arrays, counts = store_of([DATA / key / r["file"] for r in rows], work / "size_all", base)
+        shared: list[int] = []
+        arrays, counts = store_of([DATA / key / r["file"] for r in rows], work / "size_all", base, shared)
+        for r, b in zip(rows, shared, strict=True):
+            r["shared"] = b
         rows.append({"file": f"all {len(rows)} in one store", "atoms": sum(counts), "moldb": sum(arrays.values()),
-                     "arrays": arrays, "ref_gz": sum(r["ref_gz"] for r in rows), "mmtf_gz": None})
+                     "arrays": arrays, "ref_gz": sum(r["ref_gz"] for r in rows), "mmtf_gz": None,
+                     "shared": sum(arrays.values())})
         for r in rows:
             r["ratio"], r["ratio_mmtf_gz"] = r["moldb"] / r["ref_gz"], ratio(r["moldb"], r["mmtf_gz"])
+            r["ratio_shared"] = r["shared"] / r["ref_gz"]
         med = statistics.median(r["ratio"] for r in rows[:-1])
+        med_shared = statistics.median(r["ratio_shared"] for r in rows[:-1])
         share = {a: v / rows[-1]["moldb"] for a, v in arrays.items()}
-        out[key] = {"rows": rows, "median_ratio": med, "one_store_ratio": rows[-1]["ratio"], "array_share": share,
-                    "skipped": skipped}
+        out[key] = {"rows": rows, "median_ratio": med, "median_ratio_shared": med_shared,
+                    "one_store_ratio": rows[-1]["ratio"], "array_share": share, "skipped": skipped}
         twins = key == "bcif" and any(r["mmtf_gz"] for r in rows)
-        keys = ["file", "atoms", "moldb", "ref_gz", "ratio"] + (["mmtf_gz", "ratio_mmtf_gz"] if twins else [])
+        keys = ["file", "atoms", "moldb", "ref_gz", "ratio", "shared", "ratio_shared"]
+        keys += ["mmtf_gz", "ratio_mmtf_gz"] if twins else []
         note = (f"moldb = bytes of a store holding only that entry (ingested from its {fmt}) after consolidate + "
-                f"vacuum + fragment_meta consolidation, minus the empty store;\n{key}.gz = the file if gzipped, "
+                f"vacuum + fragment_meta consolidation, minus the empty store;\nin store = the entry's share of "
+                f"one consolidated store holding all of them (its blocks + an equal share of the rest);\n"
+                f"{key}.gz = the file if gzipped, "
                 f"else gzip -9 of it. Last row: all entries above in one store; its bytes by array: "
                 + ", ".join(f"{a} {v:.0%}" for a, v in share.items()))
         if key == "bcif" and not twins:
             note += "\nNo BinaryCIF entry has an MMTF twin in mmtf/ (the ids differ), so MMTF gets figure 1b."
         note += "".join(f"\nSkipped (moldb cannot ingest it): {s}" for s in skipped)
         show(f"Figure {fig} — bytes on disk per entry vs {fmt}.gz (goal ≤ 1.0× BinaryCIF.gz)",
-             ["file", "atoms", "moldb B", f"{key}.gz B", f"moldb/{key}.gz", "mmtf.gz B", "moldb/mmtf.gz"][:len(keys)],
-             [[r[k] for k in keys] for r in rows] + [["median (per entry)", None, None, None, med, None, None][
-                 :len(keys)]], ["", ",d", ",d", ",d", ".2f", ",d", ".2f"][:len(keys)], note)
+             ["file", "atoms", "alone B", f"{key}.gz B", f"alone/{key}.gz", "in store B", f"in store/{key}.gz",
+              "mmtf.gz B", "moldb/mmtf.gz"][:len(keys)],
+             [[r[k] for k in keys] for r in rows] + [["median (per entry)", None, None, None, med, None, med_shared,
+                                                     None, None][:len(keys)]],
+             ["", ",d", ",d", ",d", ".2f", ",d", ".2f", ",d", ".2f"][:len(keys)], note)
     return out
 
 
@@ -431,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench_foundation.json", help="JSON file for all numbers")
     ap.add_argument("--workdir", help="scratch directory, kept (default: a temporary one, removed)")
     ap.add_argument("--profile", action="store_true", help="also print cProfile tables of get and ingest")
+    ap.add_argument("--only", help="comma-separated figures to run: bytes,read,ingest,memory (default: all)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
@@ -452,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
         ("memory", lambda: fig_memory(work, 8, 1 if a.quick else 3))]
     if a.profile:
         steps.append(("profiles", lambda: run_profiles(work, reps)))
+    if a.only:
+        wanted = {w.strip() for w in a.only.split(",")}
+        steps = [(k, fn) for k, fn in steps if k in wanted]
     try:
         for key, fn in steps:
             t = time.perf_counter()
