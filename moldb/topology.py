@@ -56,7 +56,6 @@ class _Lookup:
     """Rows by (residue, atom name) key, altloc-aware pairing."""
 
     def __init__(self, res: np.ndarray, name: np.ndarray, alt: np.ndarray, n_names: int) -> None:
-        self.nn = n_names
         keys = res * n_names + name
         self.order = np.argsort(keys, kind="stable")
         self.sorted = keys[self.order]

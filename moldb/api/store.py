@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -230,10 +229,6 @@ class Store:
     def disk_usage(self) -> dict[str, int]:
         """Bytes on disk per array."""
         return self._backend.array_sizes()
-
-    def ingest_many(self, paths: Iterable[str | Path], **kwargs: Any) -> list[VersionInfo]:
-        """Ingest several files; stops at the first error (earlier ones stay committed)."""
-        return [self.ingest(p, **kwargs) for p in paths]
 
     # -- versioning: diff, maintenance, retention ----------------------------------------------------
     def diff(self, entry: str, a: int | str, b: int | str | None = None) -> Any:

@@ -162,9 +162,3 @@ def decode_categories(blob: bytes, only: str | None = None) -> tuple[list[Catego
         out.append(Category(name, table, {k: np.frombuffer(v, dtype=np.uint8) for k, v in masks.items()}))
         del n
     return out, meta
-
-
-def category_index(blob: bytes) -> list[list[Any]]:
-    """``[name, items, n_rows]`` of every category in a ``cif`` blob, without building tables."""
-    values, _, _, _ = read_blob_columns(blob)
-    return [[r[0], r[1], r[2]] for r in msgpack.unpackb(values["categories"], raw=False)]
