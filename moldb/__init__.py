@@ -61,6 +61,10 @@ __all__ = [
 
 _LAZY = {"Store": "moldb.api", "Structure": "moldb.api", "create": "moldb.api", "open": "moldb.api",
          "VersionInfo": "moldb.schema.records"}
+_IR_EXPORTS = ("TLS", "AltlocStates", "AnisotropicADP", "Descriptor", "Edge", "Ensemble", "FitBlock", "Grouping",
+               "IsotropicADP", "Provenance", "ScopeDAG")
+_LAZY.update({n: "moldb.ir" for n in _IR_EXPORTS})
+__all__ += list(_IR_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

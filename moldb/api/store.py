@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+import moldb.ir.store_ops
+import moldb.query.spatial  # noqa: F401  (registers the spatial-index ingest hook)
 from moldb.api.structure import Structure
 from moldb.errors import EntryNotFoundError, ValidationError
 from moldb.ingest.formats import read_file
@@ -290,6 +292,179 @@ class Store:
 
         return maintenance_log(self._backend)
 
+    # -- IR: groupings, descriptors, operators (moldb.ir, docs/ir.md) -------------------------------------
+    def _ir_cells(self, kind: str, entry: str, version: int | str | None,
+                  as_of: TimeLike | None) -> tuple[VersionInfo, dict[str, dict[str, Any]]]:
+        from moldb.ir.store_ops import resolve_cells
+
+        rec = self._resolve(entry, version, as_of)
+        pins = [t for t in (self.as_of, None if as_of is None else to_ms(as_of)) if t is not None]
+        return rec, resolve_cells(self._backend, kind, self._records(rec.entry), rec, min(pins) if pins else None)
+
+    def groupings(self, entry: str, version: int | str | None = None, as_of: TimeLike | None = None) -> pa.Table:
+        """The groupings of one version of ``entry``: name, kind, group and member counts, provenance.
+
+        Built-in groupings (chain, residue, entity, molecule_type, altloc, model, tls) are written
+        at ingest; user groupings come from :meth:`add_grouping` and carry over to later versions
+        while the atoms (the ``topo`` block) are unchanged.
+        """
+        from moldb.ir.store_ops import groupings_table
+
+        return groupings_table(self._ir_cells("groupings", entry, version, as_of)[1])
+
+    def grouping(self, entry: str, name: str, version: int | str | None = None,
+                 as_of: TimeLike | None = None) -> pa.Table:
+        """Membership of grouping ``name``: one row per (group, atom row), with ``weight`` if weighted.
+
+        Raises
+        ------
+        EntryNotFoundError
+            The version has no grouping ``name``.
+        """
+        from moldb.ir.store_ops import grouping_membership
+
+        rec, cells = self._ir_cells("groupings", entry, version, as_of)
+        if name not in cells:
+            raise EntryNotFoundError(f"{rec.entry} v{rec.version} has no grouping {name!r}; "
+                                     f"groupings: {', '.join(sorted(cells)) or 'none'}")
+        return grouping_membership(self._backend, rec.entry, cells[name])
+
+    def add_grouping(self, entry: str, name: str, members: dict[str, Any], kind: str = "user",
+                     weights: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
+                     replace: bool = False) -> Any:
+        """Add a grouping to the latest version of ``entry``.
+
+        Parameters
+        ----------
+        entry, name : str
+            Entry id; grouping name such as ``"domains/v1"``.
+        members : dict
+            Group name → atom rows (int indices), a boolean mask over the atoms, or any object
+            with a ``.rows`` attribute (a moldb selection).
+        kind : str
+            E.g. ``"heterogeneity_descriptor.scope"``.
+        weights : dict, optional
+            Group name → one weight per member.
+        provenance : dict, optional
+            :class:`moldb.ir.Provenance` fields (``source``, ``author``, ``fit``, ...).
+        replace : bool
+            Replace an existing user grouping of that name.
+
+        Returns
+        -------
+        moldb.ir.Grouping
+        """
+        from moldb.ir.store_ops import add_grouping
+
+        self._check_writable()
+        rec, cells = self._ir_cells("groupings", entry, None, None)
+        return add_grouping(self._backend, rec, cells, name, kind, members, weights, provenance, replace)
+
+    def descriptors(self, entry: str, version: int | str | None = None, as_of: TimeLike | None = None) -> list[Any]:
+        """Typed heterogeneity descriptors of one version (TLS, IsotropicADP, AltlocStates, ...)."""
+        from moldb.ir.store_ops import descriptor_objects
+
+        rec, cells = self._ir_cells("descriptors", entry, version, as_of)
+        return descriptor_objects(self._backend, rec.entry, cells)
+
+    def add_descriptor(self, entry: str, descriptor: Any, provenance: dict[str, Any] | None = None) -> Any:
+        """Add a descriptor (e.g. ``moldb.TLS(scope="domains/v1", ...)``) to the latest version of ``entry``.
+
+        Its scope must be a grouping of that version (or ``"atom"``) and its edges must name
+        existing descriptors. Returns the stored descriptor (with its id).
+        """
+        from moldb.ir.store_ops import add_descriptor
+
+        self._check_writable()
+        rec, cells = self._ir_cells("descriptors", entry, None, None)
+        groups = self._ir_cells("groupings", entry, rec.version, None)[1]
+        return add_descriptor(self._backend, rec, cells, descriptor, groups, provenance)
+
+    def scope_dag(self, entry: str, version: int | str | None = None) -> Any:
+        """The :class:`moldb.ir.ScopeDAG` of the discrete descriptors of one version."""
+        from moldb.ir.dag import ScopeDAG
+
+        return ScopeDAG.from_descriptors(self.descriptors(entry, version))
+
+    def operators(self) -> pa.Table:
+        """The operator registry: name, version, type, content hash, venue, composition, subcase."""
+        from moldb.ir.store_ops import operators_table
+
+        return operators_table(self._backend)
+
+    def atoms_by_descriptor(self, entry: str, version: int | str | None = None) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """SOMA-like view of one version: ``(obs, var, X)`` Arrow tables (see :mod:`moldb.ir.views`).
+
+        ``obs``: one row per atom with identifiers and group indices of the descriptors' scopes;
+        ``var``: one row per descriptor feature (``iadp.B``, ``aadp.U11``, ``tls.group``, ...);
+        ``X``: one float64 column per feature, aligned with ``obs``.
+        """
+        from moldb.ir.views import atoms_by_descriptor
+
+        s = self.get(entry, version=version)
+        descs = self.descriptors(entry, version=s.version.version)
+        names = set(self.groupings(entry, version=s.version.version).column("name").to_pylist())
+        scopes = {d.scope for d in descs if d.scope in names}
+        members = {g: self.grouping(entry, g, version=s.version.version) for g in sorted(scopes)}
+        return atoms_by_descriptor(s.atoms, descs, members)
+
+
+    # -- queries (moldb.query, docs/query.md) --------------------------------------------------------
+    def select(self, selection: str | None = None, *, entries: Any = None, chains: Any = None,
+               residues: Any = None, atoms: Any = None, models: Any = None, altlocs: Any = None,
+               where: str | None = None, within: float | None = None, of: Any = None, box: Any = None,
+               altloc: str = "all") -> Any:
+        """Select atoms across entries; a lazy :class:`moldb.query.Selection`.
+
+        Parameters
+        ----------
+        selection : str, optional
+            Selection language (``"chain A and resname HEM"``, ``"within 5 of resname GTP"``),
+            combined with ``and`` with the keywords below.
+        entries, chains, atoms, altlocs : str or list of str, optional
+            Entry ids, author chain ids, atom names, altloc ids (exact match).
+        residues : (int, int), int, str or list of str, optional
+            Author residue-number range (inclusive), one number, or residue names.
+        models : int or list of int, optional
+        where : str, optional
+            Column comparisons on ``_atom_site`` items (``"B_iso_or_equiv < 40 and type_symbol != 'H'"``).
+        within, of : float and Selection / str / (n, 3) array, optional
+            Atoms within ``within`` Å of the atoms of ``of`` (same entry) or of the given points.
+        box : ((x0, y0, z0), (x1, y1, z1)), optional
+            Axis-aligned box (inclusive).
+        altloc : str
+            ``"all"`` (default: every alternate location), ``"highest"`` (per residue the altloc
+            with the highest mean occupancy) or an altloc id (that one plus atoms without altloc).
+
+        Raises
+        ------
+        moldb.query.SelectionError
+            Bad syntax or unknown column; the message points at the offending token.
+        """
+        from dataclasses import replace
+
+        from moldb.query import Selection, compile_keywords, parse
+        from moldb.query.nodes import And
+
+        plan = compile_keywords(entries=entries, chains=chains, residues=residues, atoms=atoms, models=models,
+                                altlocs=altlocs, where=where, within=within, of=of, box=box, altloc=altloc)
+        if selection:
+            node = parse(selection)
+            kw = plan.where
+            plan = replace(plan, where=node if isinstance(kw, And) and not kw.items else And((node, kw)),
+                           text=selection)
+        return Selection(self, plan)
+
+    def query_entries(self, where: str | None = None) -> pa.Table:
+        """Entry-level metadata table (latest versions), filtered by ``where``.
+
+        Columns: those of :meth:`entries` plus ``deposition_date``, ``n_chains``, ``n_entities``,
+        ``chains``, ``auth_chains``, ``ligands``, ``altlocs`` (lists: ``==`` means contains),
+        ``has_aniso``, ``tls_groups``. Example: ``"resolution < 2.0 and method == 'X-RAY DIFFRACTION'"``.
+        """
+        from moldb.query.entries import query_entries
+
+        return query_entries(self, where)
 
 def create(uri: str | Path, config: dict[str, str] | None = None) -> Store:
     """Create an empty store at ``uri`` and open it.

@@ -315,6 +315,92 @@ def maintain(
 
 
 @app.command()
+def groupings(entry: str, store: StoreOpt, version: Annotated[str | None, typer.Option()] = None,
+              json_out: JsonOpt = False) -> None:
+    """List the groupings of an entry (chain, residue, tls, user-defined ...)."""
+    try:
+        rows = _open(store).groupings(entry, version=version).to_pylist()
+    except MoldbError as exc:
+        raise _fail(exc) from exc
+    if json_out:
+        out.print_json(json.dumps(rows))
+        return
+    t = Table("name", "kind", "groups", "members", "version", "source")
+    for r in rows:
+        extra = f" ({r['n_unparsed']} unparsed)" if r["n_unparsed"] else ""
+        t.add_row(r["name"], r["kind"], str(r["n_groups"]), str(r["n_members"]) + extra, str(r["version"]),
+                  r["source"])
+    out.print(t)
+
+
+@app.command()
+def descriptors(entry: str, store: StoreOpt, version: Annotated[str | None, typer.Option()] = None,
+                json_out: JsonOpt = False) -> None:
+    """List the heterogeneity descriptors of an entry (regime, scope, mode, operator, composition)."""
+    try:
+        descs = _open(store).descriptors(entry, version=version)
+    except MoldbError as exc:
+        raise _fail(exc) from exc
+    specs = [d.spec() for d in descs]
+    if json_out:
+        out.print_json(json.dumps(specs))
+        return
+    t = Table("id", "type", "regime", "scope", "mode", "axis", "composition", "operator", "source")
+    for s in specs:
+        op = (s.get("operator") or {}).get("name") or "-"
+        t.add_row(s["id"], s["type"], str(s["regime"]), s["scope"], s["mode"], s["sample_axis"] or "parametric",
+                  s["composition"], op, s["provenance"]["source"])
+    out.print(t)
+
+
+@app.command()
+def query(
+    selection: Annotated[str, typer.Argument(help="Selection, e.g. \"chain A and name CA and resid 10-50\"")],
+    store: StoreOpt,
+    entry: Annotated[list[str] | None, typer.Option("--entry", "-e", help="Restrict to these entries")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="arrow | csv | json | cif")] = "csv",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (stdout for csv/json)")] = None,
+    altloc: Annotated[str, typer.Option(help="all | highest | an altloc id")] = "all",
+) -> None:
+    """Select atoms across the store with the selection language (docs/query.md)."""
+    st = _open(store)
+    try:
+        sel = st.select(selection, entries=entry or None, altloc=altloc)
+        if fmt == "cif":
+            structs = sel.structures()
+            if len(structs) != 1 or output is None:
+                raise ValueError(f"--format cif writes one entry to -o FILE; the selection spans "
+                                 f"{len(structs)} entries (use --entry)")
+            structs[0].write(output, format="mmcif")
+            err.print(f"wrote {structs[0].atoms.num_rows} atoms of {structs[0].entry} to {output}")
+            return
+        table = sel.to_arrow()
+        if fmt == "arrow":
+            if output is None:
+                raise ValueError("--format arrow needs -o FILE")
+            import pyarrow.feather as feather
+
+            feather.write_feather(table, str(output))
+        elif fmt in ("csv", "json"):
+            plain = table.cast(__import__("pyarrow").schema(
+                [f.with_type(f.type.value_type) if hasattr(f.type, "value_type") else f for f in table.schema]))
+            if fmt == "csv":
+                import pyarrow.csv as pcsv
+
+                sink = str(output) if output is not None else sys.stdout.buffer
+                pcsv.write_csv(plain, sink)
+            else:
+                text = json.dumps(plain.to_pylist())
+                (output.write_text(text) if output is not None else sys.stdout.write(text + "\n"))
+        else:
+            raise ValueError(f"unknown --format {fmt!r}: use arrow, csv, json or cif")
+        if output is not None:
+            err.print(f"wrote {table.num_rows} atoms to {output}")
+    except (MoldbError, ValueError, OSError) as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
 def demo(uri: Annotated[str, typer.Argument()] = "./lab-store") -> None:
     """Create a store (if needed), ingest the bundled demo entries and print a summary."""
     from moldb.cli.demo import run_demo

@@ -1,7 +1,7 @@
 """TileDB array schemas of a moldb store (schema v1).
 
 A store is a TileDB group holding three store-wide arrays, never one array set
-per entry, so a store of 100k entries is still four TileDB arrays:
+per entry, so a store of 100k entries is still eight TileDB arrays:
 
 ===============  ======  =============================  ======================================================
 array            type    dimensions                     holds
@@ -15,6 +15,12 @@ array            type    dimensions                     holds
 ``components``   sparse  comp_id (str)                  chemical-component templates, stored once per
                                                         component (MMTF's group types): atom names,
                                                         elements, intra-residue bonds with orders
+``spatial``      sparse  block, cell                    8 Å grid of each xyz block: rows and fixed-point
+                                                        coordinates per cell (``docs/query.md``)
+``groupings``    sparse  entry, version, grouping       typed partitions of atoms, one compressed cell each
+                                                        (``docs/ir.md``)
+``descriptors``  sparse  entry, version, descriptor     heterogeneity descriptors: JSON spec + parameters
+``operators``    sparse  name, version                  operator specs referenced by descriptors
 ===============  ======  =============================  ======================================================
 
 A block holds one column group of one version: ``topo`` (identifiers), ``xyz``
@@ -35,7 +41,7 @@ import tiledb
 
 __all__ = ["ARRAY_NAMES", "array_schema", "create_arrays"]
 
-ARRAY_NAMES = ("versions", "tags", "blocks", "components")
+ARRAY_NAMES = ("versions", "tags", "blocks", "components", "spatial", "groupings", "descriptors", "operators")
 UINT64_MAX_DOMAIN = np.iinfo(np.uint64).max - 10_000  # TileDB needs headroom above the domain end
 BLOCKS_CAPACITY = 4  # a tile holds few blobs, so reading one block touches little else
 
@@ -102,10 +108,62 @@ def _components_schema(ctx: tiledb.Ctx) -> tiledb.ArraySchema:
                               sparse=True, capacity=1000, ctx=ctx)
 
 
+SPATIAL_CAPACITY = 64  # grid cells per tile: a pocket query touches a few tiles of one block
+
+
+def _spatial_schema(ctx: tiledb.Ctx) -> tiledb.ArraySchema:
+    """Coarse spatial grid per ``xyz`` block (written by :mod:`moldb.query.spatial` at ingest).
+
+    Dims: the ``xyz`` block id and a cell key (packed grid indices; key 0 is the block's
+    header). Each cell holds the rows of the atoms inside it and their fixed-point coordinates,
+    so a box / within query reads only the cells it intersects and refines exactly.
+    """
+    block = tiledb.Dim("block", domain=(1, UINT64_MAX_DOMAIN), tile=None, dtype=np.uint64,
+                       filters=tiledb.FilterList([_zstd()]), ctx=ctx)
+    cell = tiledb.Dim("cell", domain=(0, UINT64_MAX_DOMAIN), tile=None, dtype=np.uint64,
+                      filters=tiledb.FilterList([_zstd()]), ctx=ctx)
+    attrs = [tiledb.Attr("rows", dtype="blob", var=True, filters=tiledb.FilterList([_zstd(3)]), ctx=ctx),
+             tiledb.Attr("xyz", dtype="blob", var=True, filters=tiledb.FilterList([_zstd(3)]), ctx=ctx),
+             _utf8("meta", ctx)]
+    return tiledb.ArraySchema(domain=tiledb.Domain(block, cell, ctx=ctx), attrs=attrs, sparse=True,
+                              capacity=SPATIAL_CAPACITY, ctx=ctx)
+
+
+def _ir_schema(ctx: tiledb.Ctx, key: str, extra: list[tiledb.Attr]) -> tiledb.ArraySchema:
+    """(entry, version, ``key``) → ts, spec JSON, binary data (:mod:`moldb.storage.ir_store`)."""
+    ver = tiledb.Dim("version", domain=(1, 2**31), tile=None, dtype=np.uint32,
+                     filters=tiledb.FilterList([_zstd()]), ctx=ctx)
+    attrs = [tiledb.Attr("ts", dtype=np.uint64, ctx=ctx), *extra, _utf8("spec", ctx),
+             tiledb.Attr("data", dtype="blob", var=True, ctx=ctx)]  # already zstd-compressed per array
+    return tiledb.ArraySchema(domain=tiledb.Domain(_str_dim("entry", ctx), ver, _str_dim(key, ctx), ctx=ctx),
+                              attrs=attrs, sparse=True, capacity=64, ctx=ctx)
+
+
+def _groupings_schema(ctx: tiledb.Ctx) -> tiledb.ArraySchema:
+    """IR groupings: one cell per (entry, version, grouping) holding its membership block."""
+    return _ir_schema(ctx, "grouping", [_utf8("kind", ctx)])
+
+
+def _descriptors_schema(ctx: tiledb.Ctx) -> tiledb.ArraySchema:
+    """IR heterogeneity descriptors: (entry, version, descriptor id) → spec JSON + parameter arrays."""
+    return _ir_schema(ctx, "descriptor", [_utf8("type", ctx)])
+
+
+def _operators_schema(ctx: tiledb.Ctx) -> tiledb.ArraySchema:
+    """Operator registry: (name, version) → type, content hash, venue, spec JSON, inline body."""
+    attrs = [tiledb.Attr("ts", dtype=np.uint64, ctx=ctx), _utf8("type", ctx), _utf8("content_hash", ctx),
+             _utf8("venue", ctx), _utf8("spec", ctx), tiledb.Attr("body", dtype="blob", var=True, ctx=ctx)]
+    return tiledb.ArraySchema(domain=tiledb.Domain(_str_dim("name", ctx), _str_dim("version", ctx), ctx=ctx),
+                              attrs=attrs, sparse=True, capacity=1000, ctx=ctx)
+
+
 def array_schema(name: str, ctx: tiledb.Ctx) -> tiledb.ArraySchema:
     """The TileDB schema of array ``name`` (one of :data:`ARRAY_NAMES`)."""
     builders = {"versions": _versions_schema, "tags": _tags_schema, "blocks": _blocks_schema,
-                "components": _components_schema}
+                "components": _components_schema,
+                "spatial": _spatial_schema,
+                "groupings": _groupings_schema, "descriptors": _descriptors_schema,
+                "operators": _operators_schema}
     return builders[name](ctx)
 
 

@@ -329,3 +329,26 @@ class Backend:
             with engine.mapped(self.array_uri(name), "measuring size"):
                 out[name] = int(vfs.dir_size(self.array_uri(name)))
         return out
+
+    # -- spatial grid index (moldb.query.spatial) -------------------------------------------------
+    def has_array(self, name: str) -> bool:
+        """Whether the store has array ``name`` (stores written before an array was added lack it)."""
+        key = f"_has_{name}"
+        if key not in self.__dict__:
+            self.__dict__[key] = engine.object_type(self.array_uri(name), self.ctx) == "array"
+        return bool(self.__dict__[key])
+
+    def read_spatial(self, block: int, cells: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        """Cells of ``spatial`` for one ``xyz`` block whose keys fall in the inclusive ``cells`` ranges.
+
+        When the header cell ``(0, 0)`` is asked for and missing, the handle is reopened once
+        (the block may have been indexed after this handle was opened).
+        """
+        def run(arr: tiledb.Array) -> dict[str, Any]:
+            with engine.mapped(arr.uri, "reading the spatial index"):
+                return arr.query(order="U").multi_index[[(block, block)], list(cells)]
+
+        res = run(self.reader("spatial"))
+        if (0, 0) in cells and not np.any(np.asarray(res["cell"]) == 0):
+            res = run(self.reader("spatial", refresh=True))
+        return res

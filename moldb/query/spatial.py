@@ -1,0 +1,206 @@
+"""Spatial grid index per ``xyz`` block, and exact neighbour search in numpy.
+
+Design (see ``docs/query.md``): at ingest an ingest hook bins every atom of a new
+``xyz`` block into cubic cells of :data:`CELL` Å and writes one ``spatial`` cell per
+non-empty grid cell, keyed by ``(xyz block id, packed cell index)``, holding the rows of
+its atoms and their fixed-point coordinates (the source decimals, so the refinement is
+exact). Cell key 0 is the block's header: grid bounds and decimals, plus the rows and
+coordinates of the non-water HETATM atoms (ligands), so a pocket query finds its
+ligand's coordinates without decoding the entry's coordinates. A box or point query
+reads only the intersecting cells (one TileDB query), then refines in numpy.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from moldb.ingest.hooks import register_ingest_hook
+
+__all__ = ["CELL", "cell_ranges", "index_block", "lookup", "near", "point_ranges"]
+
+CELL = 8.0  # Å
+_OFF = 1 << 20  # grid indices are offset into [0, 2**21) and packed 21 bits each
+_WATERS = ("HOH", "WAT", "DOD", "H2O")
+_MAX_RANGES = 4096
+
+
+def _pack(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray) -> np.ndarray:
+    return ((ix + _OFF).astype(np.uint64) << np.uint64(42)) | ((iy + _OFF).astype(np.uint64) << np.uint64(21)) \
+        | (iz + _OFF).astype(np.uint64)
+
+
+def _grid(xyz: np.ndarray) -> np.ndarray:
+    return np.floor(xyz / CELL).astype(np.int64)
+
+
+def _xyz_of(table: pa.Table) -> np.ndarray:
+    return np.column_stack([table.column(c).fill_null(0.0).to_numpy() for c in ("Cartn_x", "Cartn_y", "Cartn_z")])
+
+
+def index_block(backend: Any, ts: int, block: int, table: pa.Table, decimals: dict[str, int]) -> bool:
+    """Write the grid of one ``xyz`` block; False (nothing written) if coordinates do not fit int32."""
+    if not all(c in table.column_names for c in ("Cartn_x", "Cartn_y", "Cartn_z")) or table.num_rows == 0:
+        return False
+    xyz = _xyz_of(table)
+    dec = max(int(decimals.get(c, 3)) for c in ("Cartn_x", "Cartn_y", "Cartn_z"))
+    scaled = np.rint(xyz * 10.0**dec)
+    if not np.all(np.isfinite(scaled)) or np.abs(scaled).max() >= 2**31 or np.abs(_grid(xyz)).max() >= _OFF:
+        return False
+    fixed = scaled.astype(np.int32)
+    g = _grid(xyz)
+    keys = _pack(g[:, 0], g[:, 1], g[:, 2])
+    order = np.argsort(keys, kind="stable")
+    uniq, starts = np.unique(keys[order], return_index=True)
+    bounds = np.r_[starts, order.size]
+    rows = [order[a:b].astype("<u4").tobytes() for a, b in pairwise(bounds)]
+    coords = [fixed[order[a:b]].astype("<i4").tobytes() for a, b in pairwise(bounds)]
+    het = np.zeros(table.num_rows, dtype=bool)
+    if "group_PDB" in table.column_names and "label_comp_id" in table.column_names:
+        is_het = pc.equal(table.column("group_PDB").cast(pa.string()), "HETATM")
+        water = pc.is_in(table.column("label_comp_id").cast(pa.string()), pa.array(_WATERS))
+        het = pc.and_(is_het, pc.invert(water)).fill_null(False).to_numpy(zero_copy_only=False)
+    het_rows = np.flatnonzero(het)
+    meta = {"cell": CELL, "dec": dec, "n": int(table.num_rows), "lo": g.min(0).tolist(), "hi": g.max(0).tolist()}
+    backend.write_cells(
+        "spatial", ts,
+        [np.full(uniq.size + 1, block, dtype=np.uint64), np.r_[np.uint64(0), uniq].astype(np.uint64)],
+        {"rows": np.array([het_rows.astype("<u4").tobytes(), *rows], dtype=object),
+         "xyz": np.array([fixed[het_rows].astype("<i4").tobytes(), *coords], dtype=object),
+         "meta": np.array([json.dumps(meta)] + [""] * uniq.size, dtype=object)})
+    return True
+
+
+def _hook(backend: Any, ts: int, entry_id: str, parsed: Any, blocks: dict[str, int], new_groups: list[str]) -> None:
+    if "xyz" not in new_groups or not backend.has_array("spatial"):
+        return  # a shared xyz block is already indexed; stores without the array are scanned
+    index_block(backend, ts, blocks["xyz"], parsed.atoms, parsed.decimals)
+
+
+register_ingest_hook("moldb.query.spatial", _hook)
+
+
+def cell_ranges(lo: np.ndarray, hi: np.ndarray, glo: list[int], ghi: list[int]) -> list[tuple[int, int]]:
+    """Inclusive cell-key ranges covering the box ``[lo, hi]`` clipped to the grid ``[glo, ghi]``."""
+    a = np.maximum(_grid(np.asarray(lo, dtype=np.float64)), glo)
+    b = np.minimum(_grid(np.asarray(hi, dtype=np.float64)), ghi)
+    if np.any(a > b):
+        return []
+    xs, ys = np.arange(a[0], b[0] + 1), np.arange(a[1], b[1] + 1)
+    if xs.size > _MAX_RANGES:  # one range over everything: the refinement filters
+        return [(int(_pack(a[:1], a[1:2], a[2:])[0]), int(_pack(b[:1], b[1:2], b[2:])[0]))]
+    if xs.size * ys.size > _MAX_RANGES:  # coarser ranges (whole y-z slabs), refined later anyway
+        k0 = _pack(xs, np.full_like(xs, a[1]), np.full_like(xs, a[2]))
+        k1 = _pack(xs, np.full_like(xs, b[1]), np.full_like(xs, b[2]))
+    else:
+        gx, gy = (m.ravel() for m in np.meshgrid(xs, ys, indexing="ij"))
+        k0 = _pack(gx, gy, np.full_like(gx, a[2]))
+        k1 = _pack(gx, gy, np.full_like(gx, b[2]))
+    return [(int(x), int(y)) for x, y in zip(k0, k1, strict=True)]
+
+
+def point_ranges(points: np.ndarray, r: float) -> list[tuple[int, int]]:
+    """Cell-key ranges covering the cubes ``[p - r, p + r]`` of every point (scattered ligands stay cheap)."""
+    lo, hi = _grid(points - r), _grid(points + r)
+    span = hi - lo + 1
+    if len(points) * int(span.prod(1).max()) > 200_000:
+        return cell_ranges(points.min(0) - r, points.max(0) + r, [-_OFF + 1] * 3, [_OFF - 1] * 3)
+    cells = set()
+    for a, b in zip(lo, hi, strict=True):
+        for ix in range(a[0], b[0] + 1):
+            for iy in range(a[1], b[1] + 1):
+                cells.add((ix, iy, a[2], b[2]))
+    ranges = sorted((int(_pack(np.array([x]), np.array([y]), np.array([z0]))[0]),
+                     int(_pack(np.array([x]), np.array([y]), np.array([z1]))[0])) for x, y, z0, z1 in cells)
+    merged: list[tuple[int, int]] = []
+    for k0, k1 in ranges:
+        if merged and k0 <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], k1))
+        else:
+            merged.append((k0, k1))
+    return merged
+
+
+def _decode(res: dict[str, Any], sel: np.ndarray, dec: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = [np.frombuffer(res["rows"][i], dtype="<u4") for i in sel]
+    xyz = [np.frombuffer(res["xyz"][i], dtype="<i4").reshape(-1, 3) for i in sel]
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 3))
+    return np.concatenate(rows).astype(np.int64), np.concatenate(xyz) / (10.0 ** dec)
+
+
+def lookup(backend: Any, block: int, lo: Any, hi: Any, ranges: list[tuple[int, int]] | None = None
+           ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+    """Rows and exact coordinates of the atoms in the cells intersecting ``[lo, hi]`` (or ``ranges``).
+
+    Returns ``None`` when the block has no index (stores without the ``spatial`` array,
+    blocks written before it existed, coordinates that do not fit the fixed-point grid).
+    The third item is the header: ``meta`` plus ``het_rows`` / ``het_xyz`` (ligand atoms).
+    """
+    if not backend.has_array("spatial"):
+        return None
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    full = [-_OFF + 1] * 3, [_OFF - 1] * 3
+    if ranges is None:
+        ranges = cell_ranges(lo, hi, *full) if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) else []
+    # blocks and their grid are immutable: a header once read is valid for the handle's lifetime
+    cache: dict[int, dict[str, Any]] = backend.__dict__.setdefault("_spatial_headers", {})
+    header = cache.get(block)
+    if header is not None and not ranges:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), header
+    res = backend.read_spatial(block, ([] if header is not None else [(0, 0)]) + ranges)
+    cells = np.asarray(res["cell"])
+    if header is None:
+        head = np.flatnonzero(cells == 0)
+        if not head.size:
+            return None
+        meta = json.loads(res["meta"][int(head[0])])
+        hrows, hxyz = _decode(res, head[:1], meta["dec"])
+        header = cache.setdefault(block, {**meta, "het_rows": hrows, "het_xyz": hxyz})
+    rows, xyz = _decode(res, np.flatnonzero(cells != 0), header["dec"])
+    return rows, xyz, header
+
+
+def near(points: np.ndarray, targets: np.ndarray, r: float) -> np.ndarray:
+    """Mask of ``targets`` (n, 3) within ``r`` Å (inclusive) of any of ``points`` (k, 3)."""
+    hit = np.zeros(len(targets), dtype=bool)
+    if len(points) == 0 or len(targets) == 0:
+        return hit
+    lo, hi = points.min(0) - r, points.max(0) + r
+    cand = np.flatnonzero(np.all((targets >= lo) & (targets <= hi), axis=1))
+    t = targets[cand]
+    r2 = r * r
+    if len(t) * len(points) <= 4_000_000:
+        step = max(1, 4_000_000 // max(len(points), 1))
+        for s in range(0, len(t), step):
+            d2 = ((t[s:s + step, None, :] - points[None, :, :]) ** 2).sum(-1)
+            hit[cand[s:s + step]] = (d2 <= r2).any(1)
+        return hit
+    cs = max(r, 1e-3)  # hash grid with cells of r: neighbours lie in the 27 surrounding cells
+    pc_ = np.floor((points - lo) / cs).astype(np.int64)
+    dims = pc_.max(0) + 3
+    pkeys = (pc_[:, 0] * dims[1] + pc_[:, 1]) * dims[2] + pc_[:, 2]
+    order = np.argsort(pkeys, kind="stable")
+    skeys = pkeys[order]
+    tc = np.floor((t - lo) / cs).astype(np.int64)
+    found = np.zeros(len(t), dtype=bool)
+    for off in np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij"), -1).reshape(-1, 3):
+        c = tc + off
+        ok = np.all((c >= 0) & (c < dims), axis=1) & ~found
+        idx = np.flatnonzero(ok)
+        key = (c[idx, 0] * dims[1] + c[idx, 1]) * dims[2] + c[idx, 2]
+        left = np.searchsorted(skeys, key, "left")
+        cnt = np.searchsorted(skeys, key, "right") - left
+        if not cnt.sum():
+            continue
+        ti = np.repeat(idx, cnt)
+        pi = order[np.repeat(left - np.r_[0, np.cumsum(cnt)[:-1]], cnt) + np.arange(cnt.sum())]
+        close = ((t[ti] - points[pi]) ** 2).sum(1) <= r2
+        found[ti[close]] = True
+    hit[cand] = found
+    return hit
