@@ -138,8 +138,9 @@ def store_of(paths: Sequence[Path], d: Path, base: dict[str, int],
              per_entry: list[int] | None = None) -> tuple[dict[str, int], list[int]]:
     """Ingest ``paths`` into a fresh store, consolidate; bytes per array over the empty store, atom counts.
 
-    With ``per_entry``, also append each entry's share of the consolidated store: its own block
-    payloads plus an equal share of everything else (version cells, templates, TileDB metadata).
+    With ``per_entry``, also append each entry's share of the consolidated store: the store's bytes
+    split in proportion to the entries' own block payloads (derived data — spatial index,
+    groupings — scales with the entry; shared TileDB metadata is spread the same way).
     """
     try:
         with moldb.create(d) as st:
@@ -150,8 +151,8 @@ def store_of(paths: Sequence[Path], d: Path, base: dict[str, int],
             with moldb.open(d) as st:
                 own = [sum(len(b["data"]) for b in st._backend.read_blocks(list(v.blocks.values())).values())
                        for v in versions]
-            rest = (sum(arrays.values()) - sum(own)) / max(1, len(own))
-            per_entry.extend(int(o + rest) for o in own)
+            scale = sum(arrays.values()) / max(1, sum(own))
+            per_entry.extend(int(o * scale) for o in own)
         return arrays, [v.n_atoms for v in versions]
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -198,7 +199,7 @@ def fig_bytes(work: Path) -> dict[str, Any]:
         keys += ["mmtf_gz", "ratio_mmtf_gz"] if twins else []
         note = (f"moldb = bytes of a store holding only that entry (ingested from its {fmt}) after consolidate + "
                 f"vacuum + fragment_meta consolidation, minus the empty store;\nin store = the entry's share of "
-                f"one consolidated store holding all of them (its blocks + an equal share of the rest);\n"
+                f"one consolidated store holding all of them (store bytes split by the entries' own blocks);\n"
                 f"{key}.gz = the file if gzipped, "
                 f"else gzip -9 of it. Last row: all entries above in one store; its bytes by array: "
                 + ", ".join(f"{a} {v:.0%}" for a, v in share.items()))

@@ -57,11 +57,30 @@ def _codes(values: np.ndarray) -> np.ndarray:
     return np.unique(values, return_inverse=True)[1].astype(np.int64).ravel()
 
 
+def _col_codes(atoms: pa.Table, name: str) -> np.ndarray:
+    """Int codes of a column by hashing (Arrow's dictionary), not sorting; nulls share one code."""
+    if name not in atoms.column_names:
+        return np.zeros(atoms.num_rows, dtype=np.int64)
+    col = atoms.column(name).combine_chunks()
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    return np.asarray(col.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64) + 1
+
+
+def _labels(atoms: pa.Table, name: str, rows: np.ndarray) -> list[str]:
+    """Values of column ``name`` at ``rows`` as strings ('' for null)."""
+    if name not in atoms.column_names:
+        return [""] * len(rows)
+    col = pc.take(atoms.column(name), pa.array(rows, type=pa.int64())).cast(pa.string()).fill_null("")
+    return [str(v) for v in col.to_pylist()]
+
+
 def factorize(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Group rows by the combined ``keys``: (code per row in order of first appearance, first row of each)."""
     combined = np.zeros(len(keys[0]), dtype=np.int64)
     for k in keys:
-        c = _codes(k)
+        c = k if k.dtype.kind in "iu" else _codes(k)
+        c = c - c.min() if len(c) else c
         combined = combined * (int(c.max()) + 1 if len(c) else 1) + c
     _, first, inv = np.unique(combined, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
@@ -127,25 +146,26 @@ def _tls_grouping(atoms: pa.Table, cats: dict[str, pa.Table]) -> tuple[Grouping,
 def builtin_groupings(atoms: pa.Table, cats: dict[str, pa.Table]) -> list[tuple[Grouping, Membership]]:
     """Every built-in grouping of an entry (atoms table + categories by name)."""
     out = []
-    asym = _strs(atoms, "label_asym_id")
+    asym = _col_codes(atoms, "label_asym_id")
     codes, first = factorize(asym)
-    out.append(_partition("chain", "chain", codes, [str(asym[i]) for i in first], "ingest:label_asym_id"))
-    seq, ins = _ints(atoms, "auth_seq_id"), _strs(atoms, "pdbx_PDB_ins_code")
+    out.append(_partition("chain", "chain", codes, _labels(atoms, "label_asym_id", first), "ingest:label_asym_id"))
+    seq, ins = _ints(atoms, "auth_seq_id"), _col_codes(atoms, "pdbx_PDB_ins_code")
     codes, first = factorize(asym, seq, ins)
-    out.append(_partition("residue", "residue", codes,
-                          [f"{asym[i]}/{seq[i]}{ins[i]}" for i in first], "ingest:auth_seq_id"))
-    ent = _strs(atoms, "label_entity_id")
-    codes, first = factorize(ent)
-    out.append(_partition("entity", "entity", codes, [str(ent[i]) for i in first], "ingest:label_entity_id"))
-    out.append(_molecule_type(atoms, cats, ent))
-    alt = _strs(atoms, "label_alt_id")
-    if (alt != "").any():
-        states = sorted(set(alt[alt != ""].tolist()))
-        lookup = {s: i for i, s in enumerate(states)}
-        acodes = np.array([lookup.get(a, -1) for a in alt], dtype=np.int32)
+    names = [f"{a}/{s}{i}" for a, s, i in zip(_labels(atoms, "label_asym_id", first), seq[first].tolist(),
+                                               _labels(atoms, "pdbx_PDB_ins_code", first), strict=True)]
+    out.append(_partition("residue", "residue", codes, names, "ingest:auth_seq_id"))
+    codes, first = factorize(_col_codes(atoms, "label_entity_id"))
+    out.append(_partition("entity", "entity", codes, _labels(atoms, "label_entity_id", first),
+                          "ingest:label_entity_id"))
+    out.append(_molecule_type(atoms, cats))
+    if "label_alt_id" in atoms.column_names and atoms.column("label_alt_id").null_count < atoms.num_rows:
+        alt_col = atoms.column("label_alt_id").cast(pa.string())
+        states = sorted(v for v in pc.unique(alt_col).to_pylist() if v)
+        idx = pc.index_in(alt_col, value_set=pa.array(states, type=pa.string()))
+        acodes = np.asarray(idx.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32)
         out.append(_partition("altloc", "altloc", acodes, states, "ingest:label_alt_id"))
     model = _ints(atoms, "pdbx_PDB_model_num")
-    if len(np.unique(model)) > 1:
+    if len(model) and model.min() != model.max():
         codes, first = factorize(model)
         out.append(_partition("model", "model", codes, [str(model[i]) for i in first], "ingest:pdbx_PDB_model_num"))
     tls = _tls_grouping(atoms, cats)
@@ -154,22 +174,25 @@ def builtin_groupings(atoms: pa.Table, cats: dict[str, pa.Table]) -> list[tuple[
     return out
 
 
-def _molecule_type(atoms: pa.Table, cats: dict[str, pa.Table], ent: np.ndarray) -> tuple[Grouping, Membership]:
+def _molecule_type(atoms: pa.Table, cats: dict[str, pa.Table]) -> tuple[Grouping, Membership]:
     etype = {str(r.get("id")): (r.get("type") or "") for r in _cat_rows(cats, "entity")}
-    comp = _strs(atoms, "label_comp_id")
     polymer_seq = _ints(atoms, "label_seq_id") != _NULL_INT
     names = ["polymer", "ligand", "water", "branched"]
-    kinds = np.where(np.isin(comp, list(_WATER)), 2, np.where(polymer_seq, 0, 1)).astype(np.int32)
-    for e, t in etype.items():
-        m = ent == e
-        if t == "polymer":
-            kinds[m] = 0
-        elif t == "water":
-            kinds[m] = 2
-        elif t == "branched":
-            kinds[m] = 3
-        elif t == "non-polymer":
-            kinds[m] = 1
+    water = np.zeros(atoms.num_rows, dtype=bool)
+    if "label_comp_id" in atoms.column_names:
+        hit = pc.is_in(atoms.column("label_comp_id").cast(pa.string()), value_set=pa.array(sorted(_WATER)))
+        water = np.asarray(hit.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    kinds = np.where(water, 2, np.where(polymer_seq, 0, 1)).astype(np.int32)
+    if etype and "label_entity_id" in atoms.column_names:
+        col = atoms.column("label_entity_id").combine_chunks()
+        if not pa.types.is_dictionary(col.type):
+            col = pc.dictionary_encode(col.cast(pa.string()))
+        by_type = {"polymer": 0, "non-polymer": 1, "water": 2, "branched": 3}
+        per_code = np.array([by_type.get(etype.get(str(v), ""), -1) for v in col.dictionary.to_pylist()] + [-1],
+                            dtype=np.int32)
+        code = np.asarray(col.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        override = per_code[code]  # code -1 (null entity) picks the trailing -1: keep the guess
+        kinds = np.where(override >= 0, override, kinds).astype(np.int32)
     return _partition("molecule_type", "molecule_type", kinds, names, "ingest:_entity.type")
 
 

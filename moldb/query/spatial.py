@@ -1,19 +1,19 @@
 """Spatial grid index per ``xyz`` block, and exact neighbour search in numpy.
 
 Design (see ``docs/query.md``): at ingest an ingest hook bins every atom of a new
-``xyz`` block into cubic cells of :data:`CELL` Å and writes one ``spatial`` cell per
-non-empty grid cell, keyed by ``(xyz block id, packed cell index)``, holding the rows of
-its atoms and their fixed-point coordinates (the source decimals, so the refinement is
-exact). Cell key 0 is the block's header: grid bounds and decimals, plus the rows and
-coordinates of the non-water HETATM atoms (ligands), so a pocket query finds its
-ligand's coordinates without decoding the entry's coordinates. A box or point query
-reads only the intersecting cells (one TileDB query), then refines in numpy.
+``xyz`` block into cubic cells of :data:`CELL` Å and writes ONE ``spatial`` cell per
+block: a compact blob (:mod:`moldb.storage.blob`) of row runs — (packed cell key,
+first row, run length), sorted by cell — plus a header with the grid bounds and the
+rows and coordinates of the non-water HETATM atoms (ligands). Atoms of a cell are
+mostly consecutive rows (residues), so the index costs 0.2–0.4 bytes per atom instead
+of a second copy of the coordinates. A box or point query reads that one cell,
+selects the runs of the intersecting cells, and refines exactly with the entry's own
+coordinates (decoded from its ``xyz`` block only).
 """
 
 from __future__ import annotations
 
 import json
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -21,10 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from moldb.ingest.hooks import register_ingest_hook
+from moldb.storage.blob import BlobWriter, read_blob_columns
 
 __all__ = ["CELL", "cell_ranges", "index_block", "lookup", "near", "point_ranges"]
 
-CELL = 8.0  # Å
+CELL = 16.0  # Å: longer row runs per cell (0.2-0.4 bytes per atom), still few candidates
 _OFF = 1 << 20  # grid indices are offset into [0, 2**21) and packed 21 bits each
 _WATERS = ("HOH", "WAT", "DOD", "H2O")
 _MAX_RANGES = 4096
@@ -43,36 +44,47 @@ def _xyz_of(table: pa.Table) -> np.ndarray:
     return np.column_stack([table.column(c).fill_null(0.0).to_numpy() for c in ("Cartn_x", "Cartn_y", "Cartn_z")])
 
 
-def index_block(backend: Any, ts: int, block: int, table: pa.Table, decimals: dict[str, int]) -> bool:
-    """Write the grid of one ``xyz`` block; False (nothing written) if coordinates do not fit int32."""
+def build_index(table: pa.Table, decimals: dict[str, int]) -> tuple[bytes, dict[str, Any]] | None:
+    """The index blob and header of one coordinate table; None if the grid cannot hold it."""
     if not all(c in table.column_names for c in ("Cartn_x", "Cartn_y", "Cartn_z")) or table.num_rows == 0:
-        return False
+        return None
     xyz = _xyz_of(table)
     dec = max(int(decimals.get(c, 3)) for c in ("Cartn_x", "Cartn_y", "Cartn_z"))
-    scaled = np.rint(xyz * 10.0**dec)
-    if not np.all(np.isfinite(scaled)) or np.abs(scaled).max() >= 2**31 or np.abs(_grid(xyz)).max() >= _OFF:
-        return False
-    fixed = scaled.astype(np.int32)
+    if not np.all(np.isfinite(xyz)):
+        return None
     g = _grid(xyz)
-    keys = _pack(g[:, 0], g[:, 1], g[:, 2])
+    if np.abs(g).max() >= _OFF:
+        return None
+    keys = _pack(g[:, 0], g[:, 1], g[:, 2]).astype(np.int64)
     order = np.argsort(keys, kind="stable")
-    uniq, starts = np.unique(keys[order], return_index=True)
-    bounds = np.r_[starts, order.size]
-    rows = [order[a:b].astype("<u4").tobytes() for a, b in pairwise(bounds)]
-    coords = [fixed[order[a:b]].astype("<i4").tobytes() for a, b in pairwise(bounds)]
+    k = keys[order]
+    brk = np.r_[True, (k[1:] != k[:-1]) | (order[1:] != order[:-1] + 1)]
+    first = np.flatnonzero(brk)
     het = np.zeros(table.num_rows, dtype=bool)
     if "group_PDB" in table.column_names and "label_comp_id" in table.column_names:
         is_het = pc.equal(table.column("group_PDB").cast(pa.string()), "HETATM")
         water = pc.is_in(table.column("label_comp_id").cast(pa.string()), pa.array(_WATERS))
-        het = pc.and_(is_het, pc.invert(water)).fill_null(False).to_numpy(zero_copy_only=False)
+        het = np.asarray(pc.and_(is_het, pc.invert(water)).fill_null(False).to_numpy(zero_copy_only=False))
     het_rows = np.flatnonzero(het)
+    w = BlobWriter(len(first))
+    w.add_ints("key", "int", k[first])
+    w.add_ints("start", "int", order[first])
+    w.add_ints("len", "int", np.diff(np.r_[first, order.size]))
+    w.add_ints("het_rows", "int", het_rows)
+    for i, c in enumerate("xyz"):
+        w.add_floats(f"het_{c}", xyz[het_rows, i], dec)
     meta = {"cell": CELL, "dec": dec, "n": int(table.num_rows), "lo": g.min(0).tolist(), "hi": g.max(0).tolist()}
-    backend.write_cells(
-        "spatial", ts,
-        [np.full(uniq.size + 1, block, dtype=np.uint64), np.r_[np.uint64(0), uniq].astype(np.uint64)],
-        {"rows": np.array([het_rows.astype("<u4").tobytes(), *rows], dtype=object),
-         "xyz": np.array([fixed[het_rows].astype("<i4").tobytes(), *coords], dtype=object),
-         "meta": np.array([json.dumps(meta)] + [""] * uniq.size, dtype=object)})
+    return w.finish(meta), meta
+
+
+def index_block(backend: Any, ts: int, block: int, table: pa.Table, decimals: dict[str, int]) -> bool:
+    """Write the grid index of one ``xyz`` block; False (nothing written) if it cannot be indexed."""
+    built = build_index(table, decimals)
+    if built is None:
+        return False
+    blob, meta = built
+    backend.write_cells("spatial", ts, [np.array([block], dtype=np.uint64)],
+                        {"index": np.array([blob], dtype=object), "meta": np.array([json.dumps(meta)], dtype=object)})
     return True
 
 
@@ -126,12 +138,29 @@ def point_ranges(points: np.ndarray, r: float) -> list[tuple[int, int]]:
     return merged
 
 
-def _decode(res: dict[str, Any], sel: np.ndarray, dec: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = [np.frombuffer(res["rows"][i], dtype="<u4") for i in sel]
-    xyz = [np.frombuffer(res["xyz"][i], dtype="<i4").reshape(-1, 3) for i in sel]
-    if not rows:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 3))
-    return np.concatenate(rows).astype(np.int64), np.concatenate(xyz) / (10.0 ** dec)
+def _header(backend: Any, block: int) -> dict[str, Any] | None:
+    """Decoded index of one block (runs, ligand atoms, grid); cached: blocks are immutable."""
+    cache: dict[int, dict[str, Any]] = backend.__dict__.setdefault("_spatial_index", {})
+    if block in cache:
+        return cache[block]
+    blob = backend.read_spatial(block)
+    if blob is None:
+        return None
+    values, _, meta, _ = read_blob_columns(blob)
+    het_xyz = np.column_stack([values[f"het_{c}"] for c in "xyz"]) if len(values["het_rows"]) else np.zeros((0, 3))
+    header = {**meta, "keys": values["key"], "starts": values["start"], "lens": values["len"],
+              "het_rows": values["het_rows"], "het_xyz": het_xyz}
+    if len(cache) > 256:
+        cache.clear()
+    cache[block] = header
+    return header
+
+
+def _coordinates(backend: Any, block: int) -> np.ndarray:
+    """All coordinates of an ``xyz`` block (3 columns decoded; the other groups are not read)."""
+    blob = backend.read_blocks([block])[block]["data"]
+    values, _, _, _ = read_blob_columns(blob, ["Cartn_x", "Cartn_y", "Cartn_z"])
+    return np.column_stack([values[c] for c in ("Cartn_x", "Cartn_y", "Cartn_z")])
 
 
 def lookup(backend: Any, block: int, lo: Any, hi: Any, ranges: list[tuple[int, int]] | None = None
@@ -139,31 +168,37 @@ def lookup(backend: Any, block: int, lo: Any, hi: Any, ranges: list[tuple[int, i
     """Rows and exact coordinates of the atoms in the cells intersecting ``[lo, hi]`` (or ``ranges``).
 
     Returns ``None`` when the block has no index (stores without the ``spatial`` array,
-    blocks written before it existed, coordinates that do not fit the fixed-point grid).
-    The third item is the header: ``meta`` plus ``het_rows`` / ``het_xyz`` (ligand atoms).
+    blocks written before it existed, coordinates that do not fit the grid). The third
+    item is the header: grid ``meta`` plus ``het_rows`` / ``het_xyz`` (ligand atoms).
     """
     if not backend.has_array("spatial"):
         return None
-    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-    full = [-_OFF + 1] * 3, [_OFF - 1] * 3
-    if ranges is None:
-        ranges = cell_ranges(lo, hi, *full) if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) else []
-    # blocks and their grid are immutable: a header once read is valid for the handle's lifetime
-    cache: dict[int, dict[str, Any]] = backend.__dict__.setdefault("_spatial_headers", {})
-    header = cache.get(block)
-    if header is not None and not ranges:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), header
-    res = backend.read_spatial(block, ([] if header is not None else [(0, 0)]) + ranges)
-    cells = np.asarray(res["cell"])
+    header = _header(backend, block)
     if header is None:
-        head = np.flatnonzero(cells == 0)
-        if not head.size:
-            return None
-        meta = json.loads(res["meta"][int(head[0])])
-        hrows, hxyz = _decode(res, head[:1], meta["dec"])
-        header = cache.setdefault(block, {**meta, "het_rows": hrows, "het_xyz": hxyz})
-    rows, xyz = _decode(res, np.flatnonzero(cells != 0), header["dec"])
-    return rows, xyz, header
+        return None
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    if ranges is None:
+        full = [-_OFF + 1] * 3, [_OFF - 1] * 3
+        ranges = cell_ranges(lo, hi, *full) if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) else []
+    if not ranges:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), header
+    merged: list[list[int]] = []
+    for a, b in sorted(ranges):  # sorted, non-overlapping: one searchsorted decides membership
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    r0 = np.array([m[0] for m in merged], dtype=np.int64)
+    r1 = np.array([m[1] for m in merged], dtype=np.int64)
+    keys = header["keys"]
+    idx = np.searchsorted(r0, keys, "right") - 1
+    hit = (idx >= 0) & (keys <= r1[np.maximum(idx, 0)])
+    starts, lens = header["starts"][hit], header["lens"][hit]
+    if not lens.sum():
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), header
+    rows = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(lens.sum())
+    rows.sort()
+    return rows, _coordinates(backend, block)[rows], header
 
 
 def near(points: np.ndarray, targets: np.ndarray, r: float) -> np.ndarray:

@@ -15,8 +15,8 @@ array            type    dimensions                     holds
 ``components``   sparse  comp_id (str)                  chemical-component templates, stored once per
                                                         component (MMTF's group types): atom names,
                                                         elements, intra-residue bonds with orders
-``spatial``      sparse  block, cell                    8 Å grid of each xyz block: rows and fixed-point
-                                                        coordinates per cell (``docs/query.md``)
+``spatial``      sparse  block                          16 Å grid of each xyz block: row runs per cell and
+                                                        the ligand atoms (``docs/query.md``)
 ``groupings``    sparse  entry, version, grouping       typed partitions of atoms, one compressed cell each
                                                         (``docs/ir.md``)
 ``descriptors``  sparse  entry, version, descriptor     heterogeneity descriptors: JSON spec + parameters
@@ -114,19 +114,14 @@ SPATIAL_CAPACITY = 64  # grid cells per tile: a pocket query touches a few tiles
 def _spatial_schema(ctx: tiledb.Ctx) -> tiledb.ArraySchema:
     """Coarse spatial grid per ``xyz`` block (written by :mod:`moldb.query.spatial` at ingest).
 
-    Dims: the ``xyz`` block id and a cell key (packed grid indices; key 0 is the block's
-    header). Each cell holds the rows of the atoms inside it and their fixed-point coordinates,
-    so a box / within query reads only the cells it intersects and refines exactly.
+    One cell per ``xyz`` block: a blob of row runs per grid cell plus the ligand atoms,
+    and a JSON header (grid bounds, decimals).
     """
     block = tiledb.Dim("block", domain=(1, UINT64_MAX_DOMAIN), tile=None, dtype=np.uint64,
                        filters=tiledb.FilterList([_zstd()]), ctx=ctx)
-    cell = tiledb.Dim("cell", domain=(0, UINT64_MAX_DOMAIN), tile=None, dtype=np.uint64,
-                      filters=tiledb.FilterList([_zstd()]), ctx=ctx)
-    attrs = [tiledb.Attr("rows", dtype="blob", var=True, filters=tiledb.FilterList([_zstd(3)]), ctx=ctx),
-             tiledb.Attr("xyz", dtype="blob", var=True, filters=tiledb.FilterList([_zstd(3)]), ctx=ctx),
-             _utf8("meta", ctx)]
-    return tiledb.ArraySchema(domain=tiledb.Domain(block, cell, ctx=ctx), attrs=attrs, sparse=True,
-                              capacity=SPATIAL_CAPACITY, ctx=ctx)
+    attrs = [tiledb.Attr("index", dtype="blob", var=True, ctx=ctx), _utf8("meta", ctx)]
+    return tiledb.ArraySchema(domain=tiledb.Domain(block, ctx=ctx), attrs=attrs, sparse=True,
+                              capacity=BLOCKS_CAPACITY, ctx=ctx)
 
 
 def _ir_schema(ctx: tiledb.Ctx, key: str, extra: list[tiledb.Attr]) -> tiledb.ArraySchema:

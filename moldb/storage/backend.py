@@ -338,17 +338,16 @@ class Backend:
             self.__dict__[key] = engine.object_type(self.array_uri(name), self.ctx) == "array"
         return bool(self.__dict__[key])
 
-    def read_spatial(self, block: int, cells: Sequence[tuple[int, int]]) -> dict[str, Any]:
-        """Cells of ``spatial`` for one ``xyz`` block whose keys fall in the inclusive ``cells`` ranges.
+    def read_spatial(self, block: int) -> bytes | None:
+        """The spatial index blob of one ``xyz`` block, or None if it has none.
 
-        When the header cell ``(0, 0)`` is asked for and missing, the handle is reopened once
-        (the block may have been indexed after this handle was opened).
+        A miss reopens the handle once (the block may have been indexed after it was opened).
         """
         def run(arr: tiledb.Array) -> dict[str, Any]:
             with engine.mapped(arr.uri, "reading the spatial index"):
-                return arr.query(order="U").multi_index[[(block, block)], list(cells)]
+                return arr.query(attrs=["index"], order="U").multi_index[block:block]
 
         res = run(self.reader("spatial"))
-        if (0, 0) in cells and not np.any(np.asarray(res["cell"]) == 0):
+        if not len(res["index"]):
             res = run(self.reader("spatial", refresh=True))
-        return res
+        return bytes(res["index"][0]) if len(res["index"]) else None
