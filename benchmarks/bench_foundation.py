@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tiledb
+from _common import DATA, median_time
 from biotite.structure.io import pdbx
 from rich.console import Console
 from rich.table import Table
@@ -46,7 +47,6 @@ import moldb
 from moldb.ingest.formats import read_file
 from moldb.schema.parsed import ParsedEntry
 
-DATA = Path(os.environ.get("MOLDB_BENCH_DATA", "/work/shared/data"))
 READ_TARGETS = ("5eil", "1o1z", "1xnr")
 INGEST_FILES = ("mmcif/5eil.cif.gz", "mmcif/1xnr.cif.gz", "mmcif/4zxb.cif.gz", "mmtf/4V5A.mmtf")
 BIG_SOURCE = DATA / "mmtf" / "4V5A.mmtf"
@@ -55,15 +55,6 @@ console = Console(width=150)
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
-def median_time(fn: Callable[[], object], reps: int) -> float:
-    """Median wall time of ``fn`` over ``reps`` calls, after one discarded warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def stem(path: Path) -> str:

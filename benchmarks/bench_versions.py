@@ -25,7 +25,6 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tiledb
+from _common import DATA, median_time
 from rich.console import Console
 from rich.table import Table
 
@@ -41,19 +41,9 @@ from moldb.ingest.formats import read_file
 from moldb.ingest.load import commit
 from moldb.versioning.diff import diff_structures
 
-DATA = Path(os.environ.get("MOLDB_BENCH_DATA", "/work/shared/data"))
 console = Console(width=150)
 
 
-def median_time(fn: Callable[[], object], reps: int) -> float:
-    """Median wall time of ``fn`` over ``reps`` calls, after one discarded warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def with_b(parsed: Any, delta: float) -> Any:

@@ -35,7 +35,6 @@ def shared_data_dir() -> Path:
 
 MMTF_DIR = shared_data_dir() / "mmtf"
 JSON_DIR = MMTF_DIR / "json-decoded"
-pytestmark = pytest.mark.skipif(not MMTF_DIR.is_dir(), reason=f"MMTF test data not found at {MMTF_DIR}")
 
 #: Files of the test suite that are invalid and must be refused (file name -> text the error must hold).
 MUST_REFUSE = {"empty-mmtfVersion99999999.mmtf": "mmtfVersion '99999999.0' is not supported"}

@@ -10,8 +10,6 @@ from moldb.operators import B_TO_U, tls_from_mmcif_units, tls_shift_origin, tls_
 from moldb.render import GaussianDescriptor, Renderer, RenderModel
 from tests._tls_data import DATA, read_tls
 
-pytestmark = pytest.mark.skipif(not (DATA / "5eil.cif.gz").exists(), reason="shared data not mounted")
-
 IDX6 = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])
 
 
