@@ -11,6 +11,7 @@ Descriptors: ``tls`` (TLS tensors), ``iadp`` (B column), ``aadp`` (U columns),
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,35 +144,36 @@ def _tls_grouping(atoms: pa.Table, cats: dict[str, pa.Table]) -> tuple[Grouping,
     return g, Membership(group, member)
 
 
-def builtin_groupings(atoms: pa.Table, cats: dict[str, pa.Table]) -> list[tuple[Grouping, Membership]]:
-    """Every built-in grouping of an entry (atoms table + categories by name)."""
-    out = []
+def builtin_groupings(atoms: pa.Table, cats: dict[str, pa.Table]) -> Iterator[tuple[Grouping, Membership]]:
+    """Every built-in grouping of an entry (atoms table + categories by name), one at a time.
+
+    A generator, so a caller that packs each membership as it comes holds one grouping's
+    arrays at a time (each is 12 bytes per atom).
+    """
     asym = _col_codes(atoms, "label_asym_id")
     codes, first = factorize(asym)
-    out.append(_partition("chain", "chain", codes, _labels(atoms, "label_asym_id", first), "ingest:label_asym_id"))
+    yield _partition("chain", "chain", codes, _labels(atoms, "label_asym_id", first), "ingest:label_asym_id")
     seq, ins = _ints(atoms, "auth_seq_id"), _col_codes(atoms, "pdbx_PDB_ins_code")
     codes, first = factorize(asym, seq, ins)
     names = [f"{a}/{s}{i}" for a, s, i in zip(_labels(atoms, "label_asym_id", first), seq[first].tolist(),
                                                _labels(atoms, "pdbx_PDB_ins_code", first), strict=True)]
-    out.append(_partition("residue", "residue", codes, names, "ingest:auth_seq_id"))
+    yield _partition("residue", "residue", codes, names, "ingest:auth_seq_id")
     codes, first = factorize(_col_codes(atoms, "label_entity_id"))
-    out.append(_partition("entity", "entity", codes, _labels(atoms, "label_entity_id", first),
-                          "ingest:label_entity_id"))
-    out.append(_molecule_type(atoms, cats))
+    yield _partition("entity", "entity", codes, _labels(atoms, "label_entity_id", first), "ingest:label_entity_id")
+    yield _molecule_type(atoms, cats)
     if "label_alt_id" in atoms.column_names and atoms.column("label_alt_id").null_count < atoms.num_rows:
         alt_col = atoms.column("label_alt_id").cast(pa.string())
         states = sorted(v for v in pc.unique(alt_col).to_pylist() if v)
         idx = pc.index_in(alt_col, value_set=pa.array(states, type=pa.string()))
         acodes = np.asarray(idx.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32)
-        out.append(_partition("altloc", "altloc", acodes, states, "ingest:label_alt_id"))
+        yield _partition("altloc", "altloc", acodes, states, "ingest:label_alt_id")
     model = _ints(atoms, "pdbx_PDB_model_num")
     if len(model) and model.min() != model.max():
         codes, first = factorize(model)
-        out.append(_partition("model", "model", codes, [str(model[i]) for i in first], "ingest:pdbx_PDB_model_num"))
+        yield _partition("model", "model", codes, [str(model[i]) for i in first], "ingest:pdbx_PDB_model_num")
     tls = _tls_grouping(atoms, cats)
     if tls is not None:
-        out.append(tls)
-    return out
+        yield tls
 
 
 def _molecule_type(atoms: pa.Table, cats: dict[str, pa.Table]) -> tuple[Grouping, Membership]:

@@ -66,10 +66,14 @@ def ingest_hook(backend: Backend, ts: int, entry: str, parsed: Any, blocks: dict
     index = backend.read_versions(entry, attrs=["ts"])
     version = int(np.max(index["version"])) + 1 if len(index["version"]) else 1
     cats = {c.name: c.table for c in parsed.categories}
-    groupings = builtin_groupings(parsed.atoms, cats)
-    residue = next((m for g, m in groupings if g.name == "residue"), None)
+    cells, residue = [], None
+    for g, m in builtin_groupings(parsed.atoms, cats):  # pack each as it comes: bounded memory
+        cells.append(_grouping_cell(g, m))
+        if g.name == "residue":
+            residue = m
     descriptors = builtin_descriptors(parsed.atoms, cats, residue)
-    ir_store.write_ir_cells(backend, "groupings", ts, entry, version, [_grouping_cell(g, m) for g, m in groupings])
+    ir_store.write_ir_cells(backend, "groupings", ts, entry, version, cells)
+    del cells
     ir_store.write_ir_cells(backend, "descriptors", ts, entry, version, [_descriptor_cell(d) for d in descriptors])
     register_operators(backend, ts)
 
