@@ -9,7 +9,6 @@ every other value as a string; null kinds become BinaryCIF masks (0 value,
 
 from __future__ import annotations
 
-import gzip
 import io
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from moldb.errors import ValidationError
+from moldb.export._io import write_output
 from moldb.export.cif import aniso_rows, flat, float_decimals
 from moldb.schema.columns import ANISO_ITEMS
 from moldb.schema.parsed import MASK_QUESTION, Category, ParsedEntry
@@ -202,11 +202,6 @@ def write_bcif(entry: ParsedEntry, path: str | Path) -> Path:
     pathlib.Path
         The path written.
     """
-    p = Path(path)
     buf = io.BytesIO()
     to_bcif_file(entry).write(buf)
-    data = buf.getvalue()
-    if p.name.lower().endswith(".gz"):
-        data = gzip.compress(data, compresslevel=6)
-    p.write_bytes(data)
-    return p
+    return write_output(path, buf.getvalue())

@@ -13,7 +13,6 @@ call per column.
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from moldb.errors import ValidationError
+from moldb.export._io import write_output
 from moldb.schema.columns import ANISO_ITEMS, COLUMN_BY_NAME
 from moldb.schema.parsed import MASK_DOT, Category, ParsedEntry
 
@@ -327,11 +327,4 @@ def write_mmcif(entry: ParsedEntry, path: str | Path) -> Path:
     pathlib.Path
         The path written.
     """
-    p = Path(path)
-    text = to_cif_document(entry).as_string(_write_options())
-    if p.name.lower().endswith(".gz"):
-        with gzip.open(p, "wt", encoding="utf-8", compresslevel=6) as fh:
-            fh.write(text)
-    else:
-        p.write_text(text, encoding="utf-8")
-    return p
+    return write_output(path, to_cif_document(entry).as_string(_write_options()))

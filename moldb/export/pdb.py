@@ -8,12 +8,12 @@ the entry, so the result matches biotite reading the exported file.
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from moldb.export._io import write_output
 from moldb.export.bcif import to_bcif_block
 from moldb.export.cif import flat, to_cif_document
 from moldb.schema.parsed import ParsedEntry
@@ -63,14 +63,7 @@ def write_pdb(entry: ParsedEntry, path: str | Path) -> Path:
     st = to_gemmi(entry)
     if any(len(ch.name) > _PDB_CHAIN_WIDTH for model in st for ch in model):
         st.shorten_chain_names()
-    text = st.make_pdb_string()
-    p = Path(path)
-    if p.name.lower().endswith(".gz"):
-        with gzip.open(p, "wt", encoding="utf-8", compresslevel=6) as fh:
-            fh.write(text)
-    else:
-        p.write_text(text, encoding="utf-8")
-    return p
+    return write_output(path, st.make_pdb_string())
 
 
 def _model_sizes(entry: ParsedEntry) -> np.ndarray:
