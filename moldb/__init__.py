@@ -18,13 +18,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from moldb.errors import (
+    AccessError,
+    AuthenticationError,
     ConcurrencyError,
     DuplicateEntryError,
     EntryNotFoundError,
+    LimitExceededError,
     MoldbError,
     ParseError,
+    PermissionDeniedError,
+    RateLimitedError,
     SchemaVersionError,
+    ServiceError,
+    ServiceUnavailableError,
     StorageError,
+    StorageUnavailableError,
     StoreError,
     StoreExistsError,
     StoreNotFoundError,
@@ -39,13 +47,21 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessError",
+    "AuthenticationError",
     "ConcurrencyError",
     "DuplicateEntryError",
     "EntryNotFoundError",
+    "LimitExceededError",
     "MoldbError",
     "ParseError",
+    "PermissionDeniedError",
+    "RateLimitedError",
     "SchemaVersionError",
+    "ServiceError",
+    "ServiceUnavailableError",
     "StorageError",
+    "StorageUnavailableError",
     "Store",
     "StoreError",
     "StoreExistsError",
