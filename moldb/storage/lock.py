@@ -3,8 +3,10 @@
 Commits are serialised per store so that version numbers and write timestamps
 are allocated without races. On a local store this is an advisory ``flock`` on
 ``<store>/.moldb.lock``: the kernel drops it when a writer dies, so a crashed
-process never leaves the store locked. Object stores have no lock primitive;
-there, writes must go through one moldb service (see ``docs/versioning.md``).
+process never leaves the store locked. On ``s3://`` stores it is a lease object
+written with S3 conditional writes (:mod:`moldb.storage.s3lock`,
+``docs/storage-s3.md``). Other object stores have no lock here; there, writes
+must go through one moldb service (see ``docs/versioning.md``).
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moldb.errors import ConcurrencyError
+
+if TYPE_CHECKING:
+    from moldb.storage.s3lock import S3Lease
 
 __all__ = ["Clock", "writer_lock"]
 
@@ -61,9 +67,13 @@ class Clock:
         os.pwrite(self._fd, f"{ts:>20d} {n:>12d}\n".encode(), 0)
         os.fsync(self._fd)
 
+    def fence(self) -> None:
+        """Nothing to check before a commit point: a held ``flock`` cannot be lost."""
+
 
 @contextlib.contextmanager
-def writer_lock(uri: str, timeout: float = 120.0) -> Iterator[Clock | None]:
+def writer_lock(uri: str, timeout: float = 120.0,
+                config: Mapping[str, str] | None = None) -> Iterator[Clock | S3Lease | None]:
     """Hold the store's writer lock for the duration of the block.
 
     Parameters
@@ -72,12 +82,23 @@ def writer_lock(uri: str, timeout: float = 120.0) -> Iterator[Clock | None]:
         Store URI.
     timeout : float
         Seconds to wait before raising :class:`~moldb.errors.ConcurrencyError`.
+    config : mapping, optional
+        Store settings (endpoint, keys, ``moldb.lock.*``) for ``s3://`` stores.
 
     Yields
     ------
-    Clock or None
-        The store's clock (local stores), None where there is no lock file.
+    Clock, S3Lease or None
+        The store's clock (local stores; the lease on ``s3://``), None where there is no lock.
     """
+    if uri.startswith("s3://"):
+        from moldb.storage.s3lock import S3Lease
+
+        lease = S3Lease(uri, dict(config or {})).acquire(timeout)
+        try:
+            yield lease
+        finally:
+            lease.release()
+        return
     path = _local_path(uri)
     if path is None:
         yield None

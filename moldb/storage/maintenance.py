@@ -20,8 +20,9 @@ Orphan blocks
 A writer that dies between writing its blocks and its ``versions`` cell leaves blocks no
 version references. :func:`maintain` deletes those older than a grace period (default one
 hour) with a TileDB delete query, then purges them during consolidation. Under the writer
-lock no commit is in flight on a local store, so the grace period only protects writers
-that take no lock (object stores) and is deliberately generous.
+lock (a ``flock`` locally, a lease object on S3: ``docs/storage-s3.md``) no commit is in
+flight, so the grace period only protects a writer whose lease was taken over while it
+stalled, and is deliberately generous.
 
 Readers in *other* processes that hold an open store across a vacuum must reopen it: their
 TileDB handles still list the vacuumed fragment files.
@@ -60,6 +61,9 @@ def store_stats(backend: Backend) -> dict[str, dict[str, int]]:
     vfs = engine.vfs(backend.ctx)
     out = {}
     for name in ARRAY_NAMES:
+        if not backend.has_array(name):  # added after the store was created (e.g. ``frames``)
+            out[name] = {"fragments": 0, "bytes": 0}
+            continue
         uri = backend.array_uri(name)
         with engine.mapped(uri, "measuring fragments"):
             frags = len(tiledb.array_fragments(uri, ctx=backend.ctx))
@@ -193,6 +197,8 @@ def maintain(backend: Backend, *, vacuum: bool = True, orphan_grace_s: float = D
             backend.write_blocks(ts, "", [(SENTINEL_BLOCK, "", 0, "", b"")])
             _delete_blocks(backend, sorted({SENTINEL_BLOCK, *(o["block"] for o in collected)}), ts)
         for name in names:
+            if not backend.has_array(name):
+                continue
             _consolidate(backend, name, ts, vacuum, before[name]["bytes"])
         backend.close()
         backend.versions_index(refresh=True)
