@@ -21,6 +21,8 @@ array            type    dimensions                     holds
                                                         (``docs/ir.md``)
 ``descriptors``  sparse  entry, version, descriptor     heterogeneity descriptors: JSON spec + parameters
 ``operators``    sparse  name, version                  operator specs referenced by descriptors
+``frames``       dense   traj, frame, part              trajectory frames: one fixed-point + zstd cell per
+                                                        (frame, atom part / field) (``docs/trajectories.md``)
 ===============  ======  =============================  ======================================================
 
 A block holds one column group of one version: ``topo`` (identifiers), ``xyz``
@@ -41,7 +43,8 @@ import tiledb
 
 __all__ = ["ARRAY_NAMES", "array_schema", "create_arrays"]
 
-ARRAY_NAMES = ("versions", "tags", "blocks", "components", "spatial", "groupings", "descriptors", "operators")
+ARRAY_NAMES = ("versions", "tags", "blocks", "components", "spatial", "groupings", "descriptors", "operators",
+               "frames")
 UINT64_MAX_DOMAIN = np.iinfo(np.uint64).max - 10_000  # TileDB needs headroom above the domain end
 BLOCKS_CAPACITY = 4  # a tile holds few blobs, so reading one block touches little else
 
@@ -152,13 +155,30 @@ def _operators_schema(ctx: tiledb.Ctx) -> tiledb.ArraySchema:
                               attrs=attrs, sparse=True, capacity=1000, ctx=ctx)
 
 
+FRAMES_DOMAIN = (2**40 - 1, 2**32 - 1, 255)  # trajectory id, frame, part (see moldb.storage.frames)
+
+
+def _frames_schema(ctx: tiledb.Ctx) -> tiledb.ArraySchema:
+    """Trajectory frames: dense (traj, frame, part) → one compressed cell (:mod:`moldb.storage.frames`).
+
+    Every dimension has tile extent 1, so one cell is one tile: reading one frame (or one
+    atom part of one frame) reads exactly its bytes. Trajectory ids are random, so dense
+    consolidation (amplification 1.0) never merges two trajectories' fragments.
+    """
+    dims = [tiledb.Dim(n, domain=(0, hi), tile=1, dtype=np.uint64, ctx=ctx)
+            for n, hi in zip(("traj", "frame", "part"), FRAMES_DOMAIN, strict=True)]
+    attrs = [tiledb.Attr("data", dtype="blob", var=True, ctx=ctx)]  # already fixed-point + zstd per cell
+    return tiledb.ArraySchema(domain=tiledb.Domain(*dims, ctx=ctx), attrs=attrs, sparse=False,
+                              cell_order="row-major", tile_order="row-major", ctx=ctx)
+
+
 def array_schema(name: str, ctx: tiledb.Ctx) -> tiledb.ArraySchema:
     """The TileDB schema of array ``name`` (one of :data:`ARRAY_NAMES`)."""
     builders = {"versions": _versions_schema, "tags": _tags_schema, "blocks": _blocks_schema,
                 "components": _components_schema,
                 "spatial": _spatial_schema,
                 "groupings": _groupings_schema, "descriptors": _descriptors_schema,
-                "operators": _operators_schema}
+                "operators": _operators_schema, "frames": _frames_schema}
     return builders[name](ctx)
 
 

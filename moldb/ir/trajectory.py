@@ -1,0 +1,142 @@
+"""Regime 2 descriptors on the ``frame`` sample axis: stored trajectories and per-frame labels.
+
+Pure data (pydantic + numpy). A :class:`TrajectoryDescriptor` says where an entry's frames
+live in the store's ``frames`` array (trajectory id, atom parts, fixed-point decimals) and
+carries the per-frame arrays that share the axis (``time``, ``step``, ``box``);
+:class:`FrameLabels` attaches one label per frame (cluster ids, states, flags) with its
+``derived_from`` provenance. Importing this module registers both types with
+:func:`moldb.ir.descriptors.descriptor_from`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from moldb.ir.descriptors import DESCRIPTOR_TYPES
+from moldb.ir.model import Composition, Descriptor, Mode, OperatorRef, Regime, SignalType
+
+__all__ = ["PART_NAMES", "FrameLabels", "TrajectoryDescriptor"]
+
+#: atom parts of a frame (one ``frames`` cell each): a selection reads only the parts it touches
+PART_NAMES = ("trace", "backbone", "sidechain", "other", "water")
+
+
+class TrajectoryDescriptor(Descriptor):
+    """Frames of a trajectory or ensemble (Regime 2, Mode A, sample axis ``frame``).
+
+    Attributes
+    ----------
+    traj_id : int
+        Key of the trajectory in the ``frames`` array.
+    n_frames, n_atoms : int
+    decimals : int or None
+        Fixed-point decimals of the positions in Å (2 for XTC's 0.001 nm); None: float32.
+    fields : list of str
+        ``position`` and, when stored, ``velocity`` (Å/ps) and ``force`` (kJ/(mol·Å)).
+    time : numpy.ndarray, shape (n_frames,), float64
+        Time of each frame (ps).
+    step : numpy.ndarray, shape (n_frames,), int64
+        Integration step of each frame.
+    box : numpy.ndarray, shape (n_frames, 3, 3), float32, optional
+        Box edge vectors (Å, rows a, b, c, as H5MD ``box/edges``).
+    part : numpy.ndarray, shape (n_atoms,), uint8
+        Atom part (index into :data:`PART_NAMES`) of each trajectory atom.
+    atom_rows : numpy.ndarray, shape (n_atoms,), int64, optional
+        Row of ``store.get(entry).atoms`` of each trajectory atom (absent: rows 0 … n_atoms-1).
+    """
+
+    TYPE = "trajectory"
+    ARRAYS = ("time", "step", "box", "part", "atom_rows")
+    regime: Regime = Regime.ENSEMBLE
+    scope: str = "atom"
+    mode: Mode = Mode.A
+    sample_axis: str | None = "frame"
+    composition: Composition = Composition.REPLACE
+    signal_type: SignalType = SignalType.COORDINATE_SET
+    operator: OperatorRef | None = None
+    traj_id: int = 0
+    n_frames: int = 0
+    n_atoms: int = 0
+    decimals: int | None = None
+    fields: list[str] = Field(default_factory=lambda: ["position"])
+    part_names: list[str] = Field(default_factory=lambda: list(PART_NAMES))
+    max_cell: int = 0
+    units: dict[str, str] = Field(default_factory=dict)
+    source: dict[str, Any] = Field(default_factory=dict)
+    time: Any = None
+    step: Any = None
+    box: Any = None
+    part: Any = None
+    atom_rows: Any = None
+
+
+class FrameLabels(Descriptor):
+    """One label per frame of an entry's trajectory (e.g. cluster ids), on the ``frame`` axis.
+
+    Parameters
+    ----------
+    name : str
+        Label name used in :meth:`moldb.Store.frames_where` (``"cluster == 3"``).
+    labels : array_like, shape (n_frames,)
+        Integers, floats, booleans or strings (strings are stored as codes + ``categories``).
+    derived_from : str
+        What the labels were computed from (``"frame"``: the frames' coordinates; or a
+        function / pipeline name); recorded with a ``derived_from`` edge to the trajectory.
+    """
+
+    TYPE = "frame_labels"
+    ARRAYS = ("labels",)
+    regime: Regime = Regime.ENSEMBLE
+    scope: str = "atom"
+    mode: Mode = Mode.A
+    sample_axis: str | None = "frame"
+    composition: Composition = Composition.REPLACE
+    signal_type: SignalType = SignalType.CATEGORICAL_STATE
+    name: str = ""
+    derived_from: str = "frame"
+    categories: list[str] | None = None
+    labels: Any = None
+
+    def __init__(self, name: str | None = None, labels: Any = None, derived_from: str | None = None,
+                 **data: Any) -> None:
+        if name is not None:
+            data["name"] = name
+        if labels is not None:
+            data["labels"] = labels
+        if derived_from is not None:
+            data["derived_from"] = derived_from
+        if not data.get("id") and data.get("name"):
+            data["id"] = f"frame_labels/{data['name']}"
+        super().__init__(**data)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: Any) -> np.ndarray | None:
+        if v is None:
+            return None
+        a = np.asarray(v)
+        if a.ndim != 1:
+            raise ValueError(f"frame labels must be one value per frame (1-d), got shape {a.shape}")
+        return a
+
+    def model_post_init(self, __context: Any) -> None:
+        a = self.labels
+        if a is not None and a.dtype.kind in "USO":  # strings: codes + categories
+            cats = sorted({str(x) for x in a.tolist()})
+            lut = {c: i for i, c in enumerate(cats)}
+            self.categories = cats
+            self.labels = np.array([lut[str(x)] for x in a.tolist()], dtype=np.int32)
+
+    def values(self) -> np.ndarray:
+        """The labels (strings restored from ``categories``)."""
+        a = np.asarray(self.labels)
+        if self.categories is not None:
+            return np.asarray(self.categories, dtype=object)[a.astype(np.int64)]
+        return a
+
+
+DESCRIPTOR_TYPES[TrajectoryDescriptor.TYPE] = TrajectoryDescriptor
+DESCRIPTOR_TYPES[FrameLabels.TYPE] = FrameLabels
