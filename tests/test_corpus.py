@@ -21,9 +21,7 @@ REFUSED = {
     "empty-mmtfVersion99999999.mmtf": "not supported",
     "5moo_header.pdb.gz": "no ATOM/HETATM",        # header-only PDB file
     "pdb1gdr.ent.gz": "charge",                     # malformed charge column
-    "PDBDEV_00000001.cif.gz": "spheres only",       # IHM sphere-only integrative models
-    "PDBDEV_00000002.cif.gz": "spheres only",
-    "PDBDEV_00000021.cif.gz": "spheres only",
+    # IHM sphere-only models (PDBDEV_00000001/2/21) now ingest: spheres as particles, radii kept (test_ihm_states)
     "imp_rnapolii_tutorial_output.cif.gz": "no coordinates",  # IHM restraints/protocols, no model
 }
 

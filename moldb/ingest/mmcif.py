@@ -54,9 +54,11 @@ def read_mmcif(path: str | Path) -> ParsedEntry:
         raise ParseError(str(path), f"not a readable mmCIF file ({exc})") from exc
     blocks = [b for b in doc if b.find_mmcif_category("_atom_site.")]
     if not blocks:
-        if any(b.find_mmcif_category("_ihm_sphere_obj_site.") for b in doc):
-            raise ParseError(str(path), "integrative (IHM) model with coarse-grained spheres only and no "
-                             "_atom_site: sphere-only models are not supported by this moldb version")
+        spheres = [b for b in doc if b.find_mmcif_category("_ihm_sphere_obj_site.")]
+        if spheres:  # IHM coarse-grained model: spheres become particles (radii kept, moldb.ingest.ihm_states)
+            from moldb.ingest.ihm_states import read_ihm_spheres
+
+            return read_ihm_spheres(spheres[0], source_info(path, "mmcif"))
         if any(n.startswith("_ihm_") for b in doc for n in b.get_mmcif_category_names()):
             raise ParseError(str(path), "integrative (IHM) file with no coordinates (neither _atom_site nor "
                              "_ihm_sphere_obj_site): nothing to store")
