@@ -1,0 +1,36 @@
+"""Residue-name and element predicates prune entries from the versions index before any block is read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import moldb
+from tests.conftest import data
+
+
+def test_residue_and_element_predicates_read_only_matching_entries(store: moldb.Store,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    v1 = store.ingest(data("mmcif/1o1z.cif.gz"))  # no FK5, has NA
+    v2 = store.ingest(data("mmcif/3o5r.cif.gz"))  # FK5 ligand
+    assert "FK5" in v2.summary["residues"] and "FK5" not in v1.summary["residues"]
+    backend = store._backend
+    seen: list[int] = []
+    real = backend.read_blocks
+
+    def spy(blocks: Any, attrs: Any = ("data",)) -> Any:
+        seen.extend(int(b) for b in blocks)
+        return real(blocks, attrs)
+
+    monkeypatch.setattr(backend, "read_blocks", spy)
+    sel = store.select(where="label_comp_id == 'FK5'")
+    assert sel.entries() == ["3O5R"]
+    assert seen and not set(seen) & set(v1.blocks.values())  # 1O1Z's blocks were never fetched
+    seen.clear()
+    assert store.select(residues="FK5").entries() == ["3O5R"]
+    assert not set(seen) & set(v1.blocks.values())
+    seen.clear()
+    n = len(store.select(where="type_symbol == 'NA' and B_iso_or_equiv < 100"))
+    assert n == sum(1 for e in store.get("1O1Z").atoms.column("type_symbol").to_pylist() if e == "NA") > 0
+    assert not set(seen) & set(v2.blocks.values())
