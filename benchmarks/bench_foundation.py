@@ -439,6 +439,9 @@ def run_profiles(work: Path, reps: int) -> dict[str, str]:
 
 # -- main ------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
+    from moldb.storage.block_cache import shared_cache
+
+    shared_cache.max_bytes = 0  # measure the storage read path, not the in-process block cache
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="60-entry read store, fewer repetitions")
     ap.add_argument("--entries", type=int, help="entries in the read store (default 1000, --quick 60)")

@@ -59,6 +59,9 @@ def decode_then_mask(store: moldb.Store, entry: str, lo: np.ndarray, hi: np.ndar
 
 
 def main() -> None:
+    from moldb.storage.block_cache import shared_cache
+
+    shared_cache.max_bytes = 0  # measure the storage read path, not the in-process block cache
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--copies", type=int, default=3)

@@ -175,6 +175,9 @@ def bench_diff(work: Path, reps: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    from moldb.storage.block_cache import shared_cache
+
+    shared_cache.max_bytes = 0  # measure the storage read path, not the in-process block cache
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=15, help="timed repetitions per measurement")
     ap.add_argument("--versions", type=int, default=100, help="later versions stacked on version 1 in (1)")

@@ -42,6 +42,7 @@ from moldb.errors import (
 
 if TYPE_CHECKING:
     from moldb.api import Store, Structure, create, open
+    from moldb.client import RemoteStore, connect
     from moldb.schema.records import VersionInfo
 
 __version__ = "0.1.0"
@@ -71,16 +72,21 @@ __all__ = [
     "ValidationError",
     "VersionInfo",
     "__version__",
+    "connect",
     "create",
     "open",
 ]
 
 _LAZY = {"Store": "moldb.api", "Structure": "moldb.api", "create": "moldb.api", "open": "moldb.api",
          "VersionInfo": "moldb.schema.records"}
+_LAZY.update({"connect": "moldb.client", "RemoteStore": "moldb.client"})
+__all__ += ["RemoteStore"]
 _IR_EXPORTS = ("TLS", "AltlocStates", "AnisotropicADP", "Descriptor", "Edge", "Ensemble", "FitBlock", "Grouping",
                "IsotropicADP", "Provenance", "ScopeDAG")
 _LAZY.update({n: "moldb.ir" for n in _IR_EXPORTS})
 __all__ += list(_IR_EXPORTS)
+_LAZY.update({"FrameLabels": "moldb.ir.trajectory", "TrajectoryDescriptor": "moldb.ir.trajectory"})
+__all__ += ["FrameLabels", "TrajectoryDescriptor"]
 
 
 def __getattr__(name: str) -> Any:

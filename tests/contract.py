@@ -90,7 +90,7 @@ class StoreContract:
     def test_garbage_upload_is_a_parse_error_and_writes_nothing(self, contract_store: Any, tmp_path: Path) -> None:
         bad = tmp_path / "broken.cif"
         bad.write_text("data_X\nloop_\n_atom_site.id\n_atom_site.Cartn_x\n1\n")  # odd number of values
-        with pytest.raises(moldb.MoldbError, match="broken.cif"):
+        with pytest.raises(moldb.MoldbError, match=r"broken\.cif"):
             contract_store.ingest(bad)
         assert len(contract_store) == 0
 

@@ -75,3 +75,13 @@ def test_errors_point_at_the_offending_token(text: str, pos: int, cls: type) -> 
 def test_arbitrary_text_parses_or_raises_validation_error(text: str) -> None:
     with contextlib.suppress(ValidationError):
         parse(text)
+
+
+def test_deep_nesting_is_a_syntax_error_not_a_recursion_error() -> None:
+    from moldb.query import SelectionSyntaxError, parse
+
+    with pytest.raises(SelectionSyntaxError, match="nested deeper than 100"):
+        parse("(" * 5000 + "name CA" + ")" * 5000)
+    with pytest.raises(SelectionSyntaxError, match="nested deeper"):
+        parse("not " * 300 + "name CA")
+    assert parse("(" * 50 + "name CA" + ")" * 50) == parse("name CA")

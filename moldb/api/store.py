@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+import moldb.ir.extras  # registers the RMF / IHM extra-IR ingest hook
 import moldb.ir.store_ops
+import moldb.ir.trajectory  # registers the trajectory / frame-label descriptor types
 import moldb.query.spatial  # noqa: F401  (registers the spatial-index ingest hook)
 from moldb.api.structure import Structure
 from moldb.errors import EntryNotFoundError, ValidationError
@@ -62,8 +64,12 @@ class Store:
                                   "to write")
 
     def ingest(self, path: str | Path, entry: str | None = None, format: str | None = None,
-               author: str = "", message: str = "") -> VersionInfo:
+               author: str = "", message: str = "", namespace: str | None = None,
+               source_name: str | None = None, topology: str | Path | None = None) -> VersionInfo:
         """Parse a structure file and commit it as version 1 of a new entry.
+
+        Trajectories (H5MD, XTC, DCD, TRR, NetCDF; ``topology=`` gives the atoms) are stored as
+        the topology's atoms plus the frames (see :meth:`trajectory`, ``docs/trajectories.md``).
 
         Parameters
         ----------
@@ -75,6 +81,11 @@ class Store:
             Skip format detection.
         author, message : str
             Recorded in the history.
+        namespace : str, optional
+            Lab namespace the new entry belongs to (recorded atomically with version 1; the
+            service passes the token's lab).
+        source_name : str, optional
+            Record this as the source file name instead of ``path`` (uploads to the service).
 
         Returns
         -------
@@ -89,20 +100,30 @@ class Store:
             The entry id is already stored (use :meth:`deposit`).
         """
         self._check_writable()
-        parsed = read_file(path, format=format)
+        from moldb.api.trajectory import ingest_trajectory, is_trajectory
+
+        if topology is not None or is_trajectory(path, format):
+            return ingest_trajectory(self, path, topology=topology, entry=entry, format=format, author=author,
+                                     message=message)
+        parsed = _read_source(path, format, source_name)
         return commit(self._backend, parsed, entry_id=entry, author=author,
-                      message=message or f"ingest {Path(path).name}", mode="new")
+                      message=message or f"ingest {source_name or Path(path).name}", mode="new", namespace=namespace)
 
     def deposit(self, path: str | Path, entry: str | None = None, message: str = "", author: str = "",
-                format: str | None = None) -> VersionInfo:
+                format: str | None = None, namespace: str | None = None,
+                source_name: str | None = None) -> VersionInfo:
         """Commit a file as the next version of ``entry`` (creating it if new).
 
         Column groups whose content did not change are shared with the previous
-        version, so a B-factor-only re-refinement costs only its ADP block.
+        version, so a B-factor-only re-refinement costs only its ADP block. With
+        ``namespace``, a deposit into an entry of another namespace raises
+        :class:`~moldb.errors.PermissionDeniedError` and writes nothing; ``source_name``
+        is recorded as the source file name instead of ``path``.
         """
         self._check_writable()
-        parsed = read_file(path, format=format)
-        return commit(self._backend, parsed, entry_id=entry, author=author, message=message, mode="deposit")
+        parsed = _read_source(path, format, source_name)
+        return commit(self._backend, parsed, entry_id=entry, author=author, message=message, mode="deposit",
+                      namespace=namespace)
 
     # -- reading ------------------------------------------------------------------------------------
     def _records(self, entry: str | None, as_of: int | None = None) -> list[VersionInfo]:
@@ -225,8 +246,25 @@ class Store:
 
     def export(self, entry: str, path: str | Path, format: str | None = None,
                version: int | str | None = None) -> Path:
-        """Write one entry to a file (mmCIF, BinaryCIF or PDB, by suffix or ``format``)."""
+        """Write one entry to a file (mmCIF, BinaryCIF or PDB, by suffix or ``format``; H5MD: its trajectory)."""
+        if (format or "").lower() == "h5md" or (format is None and str(path).lower().endswith(".h5md")):
+            from moldb.api.trajectory import export_h5md
+
+            return export_h5md(self, entry, path, version=version)
         return self.get(entry, version=version).write(path, format=format)
+
+    # -- trajectories (docs/trajectories.md) ---------------------------------------------------------------
+    def trajectory(self, entry: str, version: int | str | None = None) -> Any:
+        """The :class:`moldb.api.trajectory.Trajectory` of ``entry``: ``t.frame(i)``, ``t.frames(...)``, ``t.time``."""
+        from moldb.api.trajectory import open_trajectory
+
+        return open_trajectory(self, entry, version)
+
+    def frames_where(self, expr: str, entry: str | None = None) -> Any:
+        """Frame indices (int64 array) where a frame-label expression holds, e.g. ``"cluster == 3"``."""
+        from moldb.api.trajectory import frames_where
+
+        return frames_where(self, expr, entry)
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes on disk per array."""
@@ -376,6 +414,10 @@ class Store:
         from moldb.ir.store_ops import add_descriptor
 
         self._check_writable()
+        if getattr(descriptor, "TYPE", None) == "frame_labels":  # one label per frame of the trajectory
+            from moldb.api.trajectory import check_frame_labels
+
+            descriptor = check_frame_labels(self, entry, descriptor)
         rec, cells = self._ir_cells("descriptors", entry, None, None)
         groups = self._ir_cells("groupings", entry, rec.version, None)[1]
         return add_descriptor(self._backend, rec, cells, descriptor, groups, provenance)
@@ -386,11 +428,47 @@ class Store:
 
         return ScopeDAG.from_descriptors(self.descriptors(entry, version))
 
+    def renderer(self, entry: str, version: int | str | None = None, device: str = "cpu",
+                 descriptors: list[str] | None = None, adp: str = "deposited", psd: str = "clip",
+                 backend: str | None = None, dtype: str = "float64") -> Any:
+        """A :class:`moldb.api.render.EntryRenderer` over one version's stored descriptors (``docs/render.md``).
+
+        ``r.joint_states()``, ``r.mean(state=...)``, ``r.covariance()``, ``r.sample(n, state=, seed=)``,
+        ``r.to_structure(draws).write("ensemble.cif")``. ``device``: ``"cpu"`` or ``"cuda"``;
+        ``descriptors``: render only these ids; ``adp``: ``"deposited"`` (reconcile ingested ADPs) or ``"sum"``.
+        """
+        from moldb.api.render import build_renderer
+
+        return build_renderer(self, entry, version=version, device=device, descriptors=descriptors,
+                              adp=adp, psd=psd, backend=backend, dtype=dtype)  # type: ignore[arg-type]
+
     def operators(self) -> pa.Table:
         """The operator registry: name, version, type, content hash, venue, composition, subcase."""
         from moldb.ir.store_ops import operators_table
 
         return operators_table(self._backend)
+
+    def soma(self, uri: str | Path, entries: str | list[str] | None = None,
+             version: int | str | None = None) -> Any:
+        """Export the atoms-by-descriptor view as a TileDB-SOMA Experiment at ``uri`` and open it.
+
+        obs = atoms (``entry``, ``version``, identifiers), var = descriptor features, ``X["values"]`` =
+        sparse values in measurement ``"descriptors"``. Plain ``tiledbsoma`` reads it, and
+        ``tiledbsoma.io.to_anndata(exp, measurement_name="descriptors", X_layer_name="values")``
+        gives AnnData. Needs the ``soma`` extra (``pip install "moldb[soma]"``).
+
+        Parameters
+        ----------
+        uri : str or pathlib.Path
+            A new location for the experiment.
+        entries : str or list of str, optional
+            Entries to include (latest versions); all when omitted.
+        version : int or str, optional
+            A version or tag, when exporting one entry.
+        """
+        from moldb.api.soma import export_soma
+
+        return export_soma(self, str(uri), entries=entries, version=version)
 
     def atoms_by_descriptor(self, entry: str, version: int | str | None = None) -> tuple[pa.Table, pa.Table, pa.Table]:
         """SOMA-like view of one version: ``(obs, var, X)`` Arrow tables (see :mod:`moldb.ir.views`).
@@ -409,11 +487,31 @@ class Store:
         return atoms_by_descriptor(s.atoms, descs, members)
 
 
+    def level(self, entry: str, name: str, version: int | str | None = None, weighting: str = "unweighted",
+              grouping: str | None = None, store: bool = False) -> pa.Table:
+        """One level of the multiscale pyramid of ``entry`` as an Arrow table (``docs/multiscale.md``).
+
+        Levels: ``atoms``, ``backbone``, ``residue_centroids``, ``chain_centroids``,
+        ``domain_centroids`` (needs a domain grouping, or ``grouping=``) or ``grouping:NAME`` (centroids
+        of any grouping). Centroids are ``weighting="unweighted"`` (plain mean) or ``"mass"``; one row per
+        group and model: ``level``, ``group``, ``model``, ``chain``, ``residue``, ``n_members``, ``x, y, z``.
+        Computed on demand; ``store=True`` also persists it (grouping ``level/<name>`` with the mapping
+        weights, descriptor ``level/<name>`` with the coordinates), and later calls read it back.
+
+        Raises
+        ------
+        ValidationError
+            Unknown level (the message lists the valid ones) or no domain grouping.
+        """
+        from moldb.api.levels import level
+
+        return level(self, entry, name, version=version, weighting=weighting, grouping=grouping, store=store)
+
     # -- queries (moldb.query, docs/query.md) --------------------------------------------------------
     def select(self, selection: str | None = None, *, entries: Any = None, chains: Any = None,
                residues: Any = None, atoms: Any = None, models: Any = None, altlocs: Any = None,
                where: str | None = None, within: float | None = None, of: Any = None, box: Any = None,
-               altloc: str = "all") -> Any:
+               altloc: str = "all", frames: Any = None, grouping: str | None = None) -> Any:
         """Select atoms across entries; a lazy :class:`moldb.query.Selection`.
 
         Parameters
@@ -435,6 +533,10 @@ class Store:
         altloc : str
             ``"all"`` (default: every alternate location), ``"highest"`` (per residue the altloc
             with the highest mean occupancy) or an altloc id (that one plus atoms without altloc).
+        grouping : str, optional
+            Select the atoms of the groups of this grouping; ``where`` then filters the groups on
+            the columns of :meth:`group_table` (``"amplitude > q90"``: ``qNN`` is the NN-th
+            percentile within each entry), and the selection string still filters atoms.
 
         Raises
         ------
@@ -446,14 +548,81 @@ class Store:
         from moldb.query import Selection, compile_keywords, parse
         from moldb.query.nodes import And
 
+        group_rows = None
+        if grouping is not None:
+            group_rows = self._grouping_rows(grouping, entries, where)
+            where = None
         plan = compile_keywords(entries=entries, chains=chains, residues=residues, atoms=atoms, models=models,
                                 altlocs=altlocs, where=where, within=within, of=of, box=box, altloc=altloc)
+        if group_rows is not None:
+            kw = plan.where
+            plan = replace(plan, where=group_rows if isinstance(kw, And) and not kw.items else And((group_rows, kw)))
         if selection:
             node = parse(selection)
             kw = plan.where
             plan = replace(plan, where=node if isinstance(kw, And) and not kw.items else And((node, kw)),
                            text=selection)
+        if frames is not None:  # atoms over frames of each entry's trajectory (docs/trajectories.md)
+            from moldb.api.trajectory import FrameSelection
+
+            return FrameSelection(self, Selection(self, plan), frames)
         return Selection(self, plan)
+
+    def group_table(self, entry: str, grouping: str, version: int | str | None = None) -> pa.Table:
+        """One row per group of ``grouping``: name, index, member count and the per-group parameters
+        of the descriptors scoped on it (TLS: ``T_iso``, ``L_trace``, ``u_iso``; see
+        :mod:`moldb.ir.group_table`)."""
+        from moldb.ir.group_table import group_table
+
+        rec = self._resolve(entry, version, None)
+        members = self.grouping(rec.entry, grouping, version=rec.version)
+        info = {r["name"]: r for r in self.groupings(rec.entry, version=rec.version).to_pylist()}
+        label = [""] * int(info[grouping]["n_groups"])
+        names = members.column("group").to_pylist()
+        for i, name in zip(members.column("group_index").to_numpy(), names, strict=True):
+            label[int(i)] = str(name)
+        descs = [d for d in self.descriptors(rec.entry, version=rec.version) if d.scope == grouping]
+        xyz = np.zeros((0, 3))
+        if any(d.type == "tls" for d in descs):
+            at = self.get(rec.entry, version=rec.version, columns=["Cartn_x", "Cartn_y", "Cartn_z"]).atoms
+            xyz = np.column_stack([at.column(c).to_numpy() for c in ("Cartn_x", "Cartn_y", "Cartn_z")])
+        return group_table(members, label, descs, xyz)
+
+    def _grouping_rows(self, grouping: str, entries: Any, where: str | None) -> Any:
+        """The ``Rows`` plan node of the groups of ``grouping`` matching ``where`` in each entry."""
+        from moldb.query.nodes import Rows
+        from moldb.query.tables import filter_table
+
+        if entries is None:
+            names = self.entries().column("entry").to_pylist()
+        else:
+            names = [entries] if isinstance(entries, str) else list(entries)
+        out = []
+        for e in names:
+            cells = self._ir_cells("groupings", e, None, None)[1]
+            if grouping not in cells:
+                if entries is not None:
+                    raise EntryNotFoundError(f"entry {e.upper()} has no grouping {grouping!r}; "
+                                             f"groupings: {', '.join(sorted(cells)) or 'none'}")
+                continue
+            table = self.group_table(e, grouping)
+            keep = table.column("group_index").to_numpy()[filter_table(table, where)]
+            m = self.grouping(e, grouping)
+            rows = m.column("row").to_numpy()[np.isin(m.column("group_index").to_numpy(), keep)]
+            out.append((e.upper(), np.unique(rows).astype(np.int64).tobytes()))
+        return Rows(tuple(out))
+
+    def sql(self, query: str, selection: Any = None, columns: list[str] | None = None) -> pa.Table:
+        """Run DuckDB SQL over ``atoms`` (streamed) and ``entries``; the result as an Arrow table.
+
+        ``store.sql("SELECT label_comp_id, count(*) FROM atoms GROUP BY 1")``. ``selection``
+        restricts ``atoms`` to a :meth:`select` result; ``columns`` chooses the atom columns
+        exposed (default: the core ``_atom_site`` items). Needs the ``sql`` extra (DuckDB).
+        See :mod:`moldb.query.sql`.
+        """
+        from moldb.query.sql import run_sql
+
+        return run_sql(self, query, selection=selection, columns=columns)
 
     def query_entries(self, where: str | None = None) -> pa.Table:
         """Entry-level metadata table (latest versions), filtered by ``where``.
@@ -465,6 +634,16 @@ class Store:
         from moldb.query.entries import query_entries
 
         return query_entries(self, where)
+
+def _read_source(path: str | Path, format: str | None, source_name: str | None) -> Any:
+    """Parse ``path``; record ``source_name`` (when given) as its source file name."""
+    parsed = read_file(path, format=format)
+    if source_name:
+        from dataclasses import replace
+
+        parsed.source = replace(parsed.source, path=source_name)
+    return parsed
+
 
 def create(uri: str | Path, config: dict[str, str] | None = None) -> Store:
     """Create an empty store at ``uri`` and open it.

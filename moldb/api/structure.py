@@ -119,7 +119,8 @@ class Structure:
             entry_id=self.entry, atoms=typed, atom_masks=masks,
             atom_items=list(self._meta.get("atom_items", [])), decimals=dict(self.decimals),
             categories=self.categories,
-            source=SourceInfo(**self.version.source) if self.version.source else SourceInfo("", "", "", 0),
+            source=SourceInfo(str(self.version.source.get("path", "")), str(self.version.source.get("format", "")),
+                              str(self.version.source.get("sha256", "")), int(self.version.source.get("size", 0))),
             aniso_items=list(self._meta.get("aniso_items", [])),
         )
 

@@ -34,9 +34,29 @@ def _fail(exc: Exception, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: Store settings from ``moldb --config key=value`` (TileDB ``vfs.s3.*`` keys and moldb's ``moldb.*``).
+_CONFIG: dict[str, str] = {}
+
+
+@app.callback()
+def _settings(
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", "-c", metavar="KEY=VALUE",
+        help="Store setting, repeatable: e.g. vfs.s3.endpoint_override=http://127.0.0.1:9000 "
+             "(see docs/storage-s3.md; environment variables MOLDB_S3_* / AWS_* work too)")] = None,
+) -> None:
+    """moldb: a versioned array database for macromolecular structures."""
+    _CONFIG.clear()
+    for item in config or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _fail(ValueError(f"--config {item!r}: use KEY=VALUE, e.g. vfs.s3.region=us-east-1"))
+        _CONFIG[key.strip()] = value.strip()
+
+
 def _open(uri: str) -> moldb.Store:
     try:
-        return moldb.open(uri)
+        return moldb.open(uri, config=_CONFIG or None)
     except MoldbError as exc:
         raise _fail(exc) from exc
 
@@ -45,7 +65,7 @@ def _open(uri: str) -> moldb.Store:
 def init(uri: Annotated[str, typer.Argument(help="Where to create the store")]) -> None:
     """Create an empty store."""
     try:
-        moldb.create(uri)
+        moldb.create(uri, config=_CONFIG or None)
     except MoldbError as exc:
         raise _fail(exc) from exc
     out.print(f"created moldb store at [bold]{uri}[/]")
@@ -401,11 +421,162 @@ def query(
 
 
 @app.command()
+def render(
+    entry: str, store: StoreOpt,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Multi-model mmCIF (.cif, .cif.gz)")] = None,
+    state: Annotated[list[str] | None, typer.Option(
+        "--state", help="NODE=STATE, repeatable: altloc:A/45=B, altloc=B (all residues), model=3")] = None,
+    draws: Annotated[int, typer.Option("--draws", "-n", help="Models to draw (one per draw)")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same coordinates")] = 0,
+    version: Annotated[str | None, typer.Option(help="Version number or tag (default: latest)")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    descriptor: Annotated[list[str] | None, typer.Option(
+        "--descriptor", "-d", help="Render only these descriptor ids (repeatable)")] = None,
+    adp: Annotated[str, typer.Option(help="deposited (reconcile ingested ADPs) | sum")] = "deposited",
+    mean: Annotated[bool, typer.Option("--mean", help="Write the mean structure (one model), no draws")] = False,
+    list_states: Annotated[bool, typer.Option("--list-states", help="Print the discrete nodes; write nothing")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render an entry from its stored descriptors: draws from N(0, U_total) around a joint state's mean."""
+    from moldb.api.render import parse_state, render_file
+
+    st = _open(store)
+    try:
+        if output is None and not list_states:
+            raise ValueError("-o/--output FILE is required (or pass --list-states)")
+        info = render_file(st, entry, None if list_states else output, draws=draws, seed=seed,
+                           state=parse_state(state), version=int(version) if version and version.isdigit() else version,
+                           device=device, descriptors=descriptor, adp=adp, mean=mean)  # type: ignore[arg-type]
+    except (MoldbError, ValueError, OSError) as exc:
+        raise _fail(exc) from exc
+    if json_out:
+        out.print_json(json.dumps(info))
+        return
+    if list_states:
+        for name, states in info["nodes"].items():
+            out.print(f"{name}: {' '.join(states)}")
+        out.print(f"{info['n_joint_states']} legal joint state(s); {len(info['components'])} Gaussian component(s)")
+        return
+    out.print(f"wrote {info['models']} model(s) of {info['entry']} v{info['version']} ({info['n_atoms']} atoms) to "
+              f"{info['output']}  RMS displacement {info['rms_displacement']:.3f} Å")
+    for note in info["notes"]:
+        err.print(f"[yellow]note:[/] {note}")
+
+
+@app.command()
 def demo(uri: Annotated[str, typer.Argument()] = "./lab-store") -> None:
     """Create a store (if needed), ingest the bundled demo entries and print a summary."""
     from moldb.cli.demo import run_demo
 
     run_demo(uri, out)
+
+
+@app.command()
+def serve(
+    store: StoreOpt,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 for every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (they share nothing but the store)")] = 1,
+    max_upload_mb: Annotated[float, typer.Option(help="Upload size cap (MiB)")] = 256.0,
+    max_result_rows: Annotated[int, typer.Option(help="Most rows one /select or /atoms response may have")]
+    = 20_000_000,
+    query_timeout: Annotated[float, typer.Option(help="Time budget of one query (s)")] = 60.0,
+    rate_limit: Annotated[float, typer.Option(help="Requests/s per token (token bucket, per process)")] = 200.0,
+    rate_burst: Annotated[float, typer.Option(help="Burst size of the per-token bucket")] = 400.0,
+    token_cache_ttl: Annotated[float, typer.Option(help="Seconds a token lookup is cached (revocation delay)")]
+    = 5.0,
+) -> None:
+    """Serve a store over HTTP (docs/service.md): FastAPI + uvicorn, tokens from `moldb user add`."""
+    import os
+
+    try:
+        import uvicorn
+
+        from moldb.service import Settings, create_app
+    except ImportError as exc:
+        msg = f"`moldb serve` needs the service extra: pip install 'moldb[service]' ({exc})"
+        raise _fail(ImportError(msg)) from exc
+    _open(store).close()  # fail early and clearly on a missing store
+    settings = Settings(store=store, max_upload_bytes=int(max_upload_mb * (1 << 20)), max_result_rows=max_result_rows,
+                        query_timeout_s=query_timeout, rate_limit_per_s=rate_limit, rate_limit_burst=rate_burst,
+                        token_cache_ttl_s=token_cache_ttl)
+    err.print(f"moldb serving [bold]{store}[/] on http://{host}:{port} ({workers} worker(s)); API docs at /docs")
+    if workers > 1:  # worker processes import the app factory and read the settings from the environment
+        os.environ.update(settings.to_env())
+        uvicorn.run("moldb.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="info")
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+user_app = typer.Typer(help="Users and API tokens of a store served by `moldb serve`.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="User name")],
+    lab: Annotated[str, typer.Option(help="Lab namespace ('*' for a global admin)")],
+    role: Annotated[str, typer.Option(help="reader | depositor | admin")],
+    store: StoreOpt,
+    expires_days: Annotated[float | None, typer.Option(help="Token lifetime in days (default: never expires)")]
+    = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create an API token for a user; it is printed once (only its hash is stored)."""
+    from moldb.api.access import Access
+
+    _open(store).close()
+    try:
+        token, info = Access(store).add_user(name, lab, role, expires_days, actor="cli")
+    except MoldbError as exc:
+        raise _fail(exc) from exc
+    if json_out:
+        out.print_json(json.dumps({"token": token, **info.as_dict()}))
+        return
+    err.print(f"[green]✓[/] token {info.id} for [bold]{name}[/] ({role} in lab {lab}); it is shown only now:")
+    print(token)
+
+
+@user_app.command("ls")
+def user_ls(store: StoreOpt, lab: Annotated[str | None, typer.Option(help="Only this lab")] = None,
+            json_out: JsonOpt = False) -> None:
+    """List API tokens: id, user, lab, role, created, expires, revoked (never secrets)."""
+    import datetime as dt
+
+    from moldb.api.access import Access
+
+    _open(store).close()
+    try:
+        tokens = Access(store).tokens(lab)
+    except MoldbError as exc:
+        raise _fail(exc) from exc
+    if json_out:
+        out.print_json(json.dumps([t.as_dict() for t in tokens]))
+        return
+
+    def when(ms: int | None) -> str:
+        return "-" if ms is None else f"{dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC):%Y-%m-%d %H:%M}"
+
+    t = Table("token id", "user", "lab", "role", "created (UTC)", "expires", "revoked")
+    for tk in tokens:
+        t.add_row(tk.id, tk.user, tk.lab, tk.role, when(tk.created), when(tk.expires), when(tk.revoked))
+    out.print(t)
+    out.print(f"{len(tokens)} token(s)")
+
+
+@user_app.command("revoke")
+def user_revoke(token_id: Annotated[str, typer.Argument(help="Token id (the 16 hex digits after 'mdb_')")],
+                store: StoreOpt) -> None:
+    """Revoke an API token (services refuse it within their token cache TTL, 5 s by default)."""
+    from moldb.api.access import Access
+
+    _open(store).close()
+    try:
+        info = Access(store).revoke(token_id, actor="cli")
+    except MoldbError as exc:
+        raise _fail(exc) from exc
+    out.print(f"revoked token {info.id} of {info.user} ({info.role} in lab {info.lab})")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from moldb.schema.parsed import ParsedEntry
 
 __all__ = ["FORMATS", "detect_format", "read_file"]
 
-FORMATS = ("mmcif", "pdb", "bcif", "mmtf")
+FORMATS: tuple[str, ...] = ("mmcif", "pdb", "bcif", "mmtf")
+FORMATS = (*FORMATS, "rmf")  # RMF3 (Avro) and the older HDF5 layout: moldb.ingest.rmf
 _PDB_RECORDS = (b"HEADER", b"ATOM  ", b"HETATM", b"REMARK", b"CRYST1", b"MODEL ", b"TITLE ", b"COMPND",
                 b"EXPDTA", b"SEQRES", b"AUTHOR", b"JRNL  ", b"SOURCE", b"KEYWDS", b"HELIX ", b"SHEET ")
 
@@ -31,7 +33,7 @@ def _head(path: Path, n: int = 4096) -> bytes:
         if head[:3] == b"BZh":
             with bz2.open(path, "rb") as bz:
                 return bz.read(n)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise ParseError(str(path), f"corrupt compressed stream ({exc})") from exc
     return head
 
@@ -53,6 +55,8 @@ def detect_format(path: str | Path) -> str:
     if not head.strip():
         raise UnsupportedFormatError(str(p), "the file is empty")
     first = head[:1]
+    if head.startswith(b"Obj\x01") or (head.startswith(b"\x89HDF\r\n\x1a\n") and ".rmf" in p.name.lower()):
+        return "rmf"  # RMF3 is an Avro container; the older RMF layout is HDF5 named *.rmf
     if first and (0x80 <= first[0] <= 0x8F or first in (b"\xde", b"\xdf")):  # msgpack map
         if b"mmtfVersion" in head or b"numAtoms" in head:
             return "mmtf"
@@ -99,4 +103,11 @@ def read_file(path: str | Path, format: str | None = None) -> ParsedEntry:
     fmt = format or detect_format(p)
     if fmt not in FORMATS:
         raise UnsupportedFormatError(str(p), f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return _readers()[fmt](p)
+    if fmt == "rmf":
+        from moldb.ingest.rmf import read_rmf
+
+        return read_rmf(p)
+    try:
+        return _readers()[fmt](p)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # damaged beyond the header
+        raise ParseError(str(p), f"corrupt compressed stream ({exc}); re-export or re-download the file") from exc

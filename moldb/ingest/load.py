@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from moldb.errors import DuplicateEntryError, ValidationError
+from moldb.errors import DuplicateEntryError, PermissionDeniedError, ValidationError
 from moldb.ingest.hooks import ingest_hooks
 from moldb.ingest.summary import summarize
 from moldb.schema.columns import GROUPS
@@ -32,9 +32,11 @@ from moldb.schema.records import VersionInfo
 from moldb.storage.backend import Backend
 from moldb.storage.codec import encode_categories, encode_group
 
-__all__ = ["ENTRY_ID_PATTERN", "commit", "validate_entry_id"]
+__all__ = ["DEFAULT_NAMESPACE", "ENTRY_ID_PATTERN", "commit", "validate_entry_id"]
 
 ENTRY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+#: Namespace of entries whose versions record none (written without a lab, e.g. by a local ingest).
+DEFAULT_NAMESPACE = "public"
 
 
 def validate_entry_id(entry_id: str) -> str:
@@ -102,6 +104,7 @@ def commit(
     author: str = "",
     message: str = "",
     mode: str = "new",
+    namespace: str | None = None,
 ) -> VersionInfo:
     """Commit ``entry`` as the next version of its entry.
 
@@ -115,6 +118,12 @@ def commit(
         Recorded in the version history.
     mode : {"new", "deposit"}
         ``"new"`` refuses an id that is already stored; ``"deposit"`` adds a version.
+    namespace : str, optional
+        Lab namespace the entry belongs to, recorded in the version's ``source`` (with the
+        version, so atomically). A new entry takes it; a deposit into an entry of another
+        namespace (entries recording none are :data:`DEFAULT_NAMESPACE`) raises
+        :class:`~moldb.errors.PermissionDeniedError` under the lock, writing nothing. Omitted:
+        a new entry records none and later versions keep the entry's.
 
     Returns
     -------
@@ -132,7 +141,7 @@ def commit(
     del text, categories
     summary = summarize(entry)
     with backend.writing() as ts:
-        index = backend.read_versions(eid, attrs=["blocks"])  # fresh, under the lock
+        index = backend.read_versions(eid, attrs=["blocks", "source"])  # fresh, under the lock
         mine = np.arange(len(index["version"]))
         prev_version = int(index["version"].max()) if mine.size else 0
         if prev_version and mode == "new":
@@ -144,6 +153,13 @@ def commit(
         prev_hashes: dict[int, str] = {}
         if prev_version:
             i = int(mine[np.argmax(index["version"][mine])])
+            owner = json.loads(index["source"][i] or "{}").get("namespace")
+            if namespace is not None and (owner or DEFAULT_NAMESPACE) != namespace:
+                raise PermissionDeniedError(
+                    f"entry {eid} belongs to namespace {owner or DEFAULT_NAMESPACE!r}, not {namespace!r}; "
+                    "deposit with a token of that lab, or ingest the file under another entry id"
+                )
+            namespace = owner if namespace is None else namespace
             prev_blocks = {k: int(v) for k, v in json.loads(index["blocks"][i]).items()}
             got = backend.read_blocks(list(prev_blocks.values()), attrs=("content_hash",))
             prev_hashes = {b: str(v["content_hash"]) for b, v in got.items()}
@@ -168,6 +184,8 @@ def commit(
         version = prev_version + 1
         source = {"path": entry.source.path, "format": entry.source.format, "sha256": entry.source.sha256,
                   "size": entry.source.size}
+        if namespace is not None:
+            source["namespace"] = namespace
         res = summary["resolution"]
         backend.write_cells(
             "versions", ts, [np.array([eid], dtype=object), np.array([version], dtype=np.uint32)],

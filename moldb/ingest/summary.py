@@ -66,6 +66,8 @@ def summarize(entry: ParsedEntry) -> dict[str, Any]:
         "entities": entities.table.num_rows if entities is not None else 0,
         "ligands": ligands,
         "altlocs": _unique(entry, "label_alt_id"),
+        "residues": _unique(entry, "label_comp_id"),  # lets a query skip entries without a residue name
+        "elements": _unique(entry, "type_symbol"),
         "tls_groups": tls.table.num_rows if tls is not None else 0,
         "has_aniso": "U11" in entry.atoms.column_names,
         "deposition_date": _first(entry, "pdbx_database_status", "recvd_initial_deposition_date"),

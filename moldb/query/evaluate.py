@@ -14,7 +14,7 @@ import msgpack
 import numpy as np
 import pyarrow as pa
 
-from moldb.query.nodes import XYZ, All, And, Box, Cmp, Entry, IsIn, Node, Not, Or, Range, Within
+from moldb.query.nodes import XYZ, All, And, Box, Cmp, Entry, IsIn, Node, Not, Or, Range, Rows, Within
 from moldb.query.spatial import lookup, near, point_ranges
 from moldb.schema.columns import COLUMN_BY_NAME
 from moldb.storage.blob import read_blob_columns, read_header
@@ -160,6 +160,13 @@ def evaluate(node: Node, ctx: EntryContext) -> np.ndarray:
         return np.ones(ctx.n, dtype=bool)
     if isinstance(node, Entry):
         return np.full(ctx.n, ctx.entry in node.ids)
+    if isinstance(node, Rows):
+        mask = np.zeros(ctx.n, dtype=bool)
+        raw = node.of(ctx.entry)
+        if raw is not None:
+            rows = np.frombuffer(raw, dtype=np.int64)
+            mask[rows[rows < ctx.n]] = True
+        return mask
     if isinstance(node, (Cmp, IsIn)) and COLUMN_BY_NAME.get(node.column, None) is not None \
             and COLUMN_BY_NAME[node.column].kind == "str":
         if isinstance(node, IsIn):
@@ -216,6 +223,8 @@ def may_match(node: Node, ctx: EntryContext) -> bool:
         return d is not None and bool({str(v) for v in values} & set(d))
     if isinstance(node, Entry):
         return ctx.entry in node.ids
+    if isinstance(node, Rows):
+        return node.of(ctx.entry) is not None
     if isinstance(node, And):
         return all(may_match(i, ctx) for i in node.items)
     if isinstance(node, Or):

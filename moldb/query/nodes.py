@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["XYZ", "All", "And", "Box", "Cmp", "Entry", "IsIn", "Node", "Not", "Or", "Plan", "Range", "Within",
-           "columns", "entry_filter", "spatial_only"]
+__all__ = ["XYZ", "All", "And", "Box", "Cmp", "Entry", "IsIn", "Node", "Not", "Or", "Plan", "Range", "Rows",
+           "Within", "columns", "entry_filter", "spatial_only"]
 
 XYZ = ("Cartn_x", "Cartn_y", "Cartn_z")
 Scalar = str | int | float | bool
@@ -95,7 +95,18 @@ class Box:
     hi: tuple[float, float, float]
 
 
-Node = All | Cmp | IsIn | Range | Entry | And | Or | Not | Within | Box
+@dataclass(frozen=True)
+class Rows:
+    """Explicit atom rows per entry (from a grouping's membership): ``(entry, int64 rows as bytes)`` pairs."""
+
+    rows: tuple[tuple[str, bytes], ...]
+
+    def of(self, entry: str) -> bytes | None:
+        """The rows of ``entry`` (raw int64 bytes), or None."""
+        return next((r for e, r in self.rows if e == entry), None)
+
+
+Node = All | Cmp | IsIn | Range | Entry | And | Or | Not | Within | Box | Rows
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,8 @@ def entry_filter(node: Node) -> frozenset[str] | None:
     """Entries ``node`` can match (``None``: any entry)."""
     if isinstance(node, Entry):
         return frozenset(node.ids)
+    if isinstance(node, Rows):
+        return frozenset(e for e, _ in node.rows)
     if isinstance(node, Within) and node.of is not None:
         return entry_filter(node.of)
     if isinstance(node, And):

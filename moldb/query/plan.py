@@ -131,7 +131,11 @@ def candidates(store: Any, plan: Plan) -> list[Candidate]:
     return out
 
 
-_SUMMARY_KEYS = {"auth_asym_id": "auth_chains", "label_asym_id": "chains", "label_alt_id": "altlocs"}
+# Atom columns whose distinct values each version's summary lists: an equality test on them prunes
+# entries from the versions index alone, before any block is read (summaries written before a key
+# was added lack it, and those entries are read as before).
+_SUMMARY_KEYS = {"auth_asym_id": "auth_chains", "label_asym_id": "chains", "label_alt_id": "altlocs",
+                 "label_comp_id": "residues", "type_symbol": "elements"}
 
 
 def _summary_prunes(node: Node) -> bool:

@@ -105,11 +105,15 @@ def tokenize(text: str) -> list[Token]:
     return out
 
 
+MAX_DEPTH = 100  # parentheses / not / within nesting; deeper input is refused, never a RecursionError
+
+
 class _Parser:
     def __init__(self, text: str, columns: dict[str, str], keywords: dict[str, tuple[str, str]]) -> None:
         self.text, self.columns, self.keywords = text, columns, keywords
         self.toks = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     # -- helpers ----------------------------------------------------------------------------------------
     @property
@@ -164,6 +168,15 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def unary(self) -> Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.fail(f"selection nested deeper than {MAX_DEPTH} levels at {{tok}}; simplify it")
+            return self._unary()
+        finally:
+            self.depth -= 1
+
+    def _unary(self) -> Node:
         w = self.word(self.tok)
         if w == "not":
             self.i += 1

@@ -18,6 +18,7 @@ import tiledb
 from moldb.errors import SchemaVersionError, StorageError, StoreExistsError, StoreNotFoundError
 from moldb.storage import engine
 from moldb.storage.arrays import ARRAY_NAMES, create_arrays
+from moldb.storage.block_cache import shared_cache
 from moldb.storage.lock import writer_lock
 
 __all__ = ["ENCODING_VERSION", "OBJECT_TYPE", "SCHEMA_VERSION", "Backend"]
@@ -50,6 +51,7 @@ class Backend:
 
     def __init__(self, uri: str, config: dict[str, str] | None = None) -> None:
         self.uri = uri.rstrip("/")
+        self.config = dict(config or {})
         self.ctx = engine.context(config)
         kind = engine.object_type(self.uri, self.ctx)
         if kind != "group":
@@ -69,6 +71,8 @@ class Backend:
         #: TileDB-SOMA's do); each must still exceed every committed one.
         self.fixed_timestamps: Iterator[int] | None = None
         self._versions_token: Any = None
+        self._lock: Any = None  # the held writer lock's clock (Clock / S3Lease) inside ``writing()``
+        self._token_checked = 0.0  # monotonic time of the last object-store staleness check
 
     # -- creation -----------------------------------------------------------------------------------------
     @classmethod
@@ -91,6 +95,8 @@ class Backend:
             if p.exists() and any(p.iterdir()):
                 raise StoreExistsError(f"{uri}: directory is not empty; choose a new path for the store")
             p.parent.mkdir(parents=True, exist_ok=True)
+        elif engine.is_s3(uri):
+            _check_s3_target(uri, ctx)
         with engine.mapped(uri, "creating the store"):
             tiledb.Group.create(uri, ctx=ctx)
             uris = create_arrays(uri, ctx)
@@ -143,7 +149,7 @@ class Backend:
     @contextmanager
     def writing(self, timeout: float = 120.0) -> Iterator[int]:
         """Take the writer lock and yield a fresh, strictly increasing write timestamp (ms)."""
-        with writer_lock(self.uri, timeout) as clock:
+        with writer_lock(self.uri, timeout, self.config) as clock:
             last = clock.read() if clock is not None else None
             if last is None:
                 last = self.last_timestamp()
@@ -155,7 +161,11 @@ class Backend:
                 ts = max(int(time.time() * 1000), last + 1)
             if clock is not None:
                 clock.write(ts)
-            yield ts
+            self._lock = clock
+            try:
+                yield ts
+            finally:
+                self._lock = None
             if clock is not None:
                 n = clock.count() + 1
                 clock.write(ts, n)
@@ -172,11 +182,14 @@ class Backend:
         """
         vfs = engine.vfs(self.ctx)
         for name in ARRAY_NAMES:
+            if not self.has_array(name):  # added after the store was created (e.g. ``frames``)
+                continue
             uri = self.array_uri(name)
-            # blocks: footers and commit files only (no data copy); others are small, merge their fragments
-            modes = ("fragments", "fragment_meta", "commits") if name != "blocks" else ("fragment_meta", "commits")
+            bulk = name in ("blocks", "frames")
+            # blocks/frames: footers and commit files only (no data copy); others are small, merge their fragments
+            modes = ("fragments", "fragment_meta", "commits") if not bulk else ("fragment_meta", "commits")
             with engine.mapped(uri, "consolidating"):
-                budget = consolidation_budget(int(vfs.dir_size(uri)) if name != "blocks" else 0)
+                budget = consolidation_budget(int(vfs.dir_size(uri)) if not bulk else 0)
                 for mode in modes:
                     cfg = tiledb.Config({"sm.consolidation.mode": mode, "sm.mem.total_budget": str(budget)})
                     tiledb.consolidate(uri, config=cfg, ctx=self.ctx)
@@ -194,8 +207,14 @@ class Backend:
 
     # -- writes ---------------------------------------------------------------------------------------
     def write_cells(self, name: str, ts: int, coords: Sequence[np.ndarray], cells: dict[str, Any]) -> None:
-        """Write one fragment of cells to array ``name`` at timestamp ``ts``."""
+        """Write one fragment of cells to array ``name`` at timestamp ``ts``.
+
+        A ``versions`` or ``tags`` write is a commit point: inside :meth:`writing`, the writer
+        lock is checked first (an S3 lease is renewed and must still be this writer's).
+        """
         uri = self.array_uri(name)
+        if name in ("versions", "tags") and self._lock is not None:
+            self._lock.fence()
         with engine.mapped(uri, "writing"), tiledb.open(uri, "w", timestamp=ts, ctx=self.ctx) as arr:
             arr[tuple(coords)] = cells
         if name == "versions":
@@ -216,11 +235,36 @@ class Backend:
 
     # -- reads ----------------------------------------------------------------------------------------
     def read_blocks(self, blocks: Sequence[int], attrs: Sequence[str] = ("data",)) -> dict[int, dict[str, Any]]:
-        """Block id → requested attributes, in one TileDB query."""
+        """Block id → requested attributes, in one TileDB query.
+
+        Blobs (``attrs == ("data",)``) come from the process-wide :mod:`block cache
+        <moldb.storage.block_cache>` when present: blocks are immutable, so a cached blob is never stale.
+        """
         ids = sorted({int(b) for b in blocks})
+        if tuple(attrs) == ("data",) and shared_cache.max_bytes > 0:
+            ident = (self.uri, self.meta.get("moldb.created_ms"))
+            out: dict[int, dict[str, Any]] = {}
+            missing = []
+            for b in ids:
+                blob = shared_cache.get((*ident, b))
+                if blob is None:
+                    missing.append(b)
+                else:
+                    out[b] = {"data": blob}
+            if missing:
+                got = self._read_blocks(missing, attrs)
+                for b, v in got.items():
+                    shared_cache.put((*ident, b), v["data"])
+                out.update(got)
+            return out
+        return self._read_blocks(ids, attrs)
+
+    def _read_blocks(self, ids: list[int], attrs: Sequence[str]) -> dict[int, dict[str, Any]]:
         try:
             res = self._blocks_query(self.reader("blocks"), ids, attrs)
-        except StorageError:  # fragments vacuumed by another handle or process since this one opened
+        except StorageError as exc:  # fragments vacuumed by another handle or process since this one opened
+            if exc.retryable:  # the object store is unreachable: reopening would not help
+                raise
             self._readers.pop("blocks").close()
             res = self._blocks_query(self.reader("blocks"), ids, attrs)
         if len(res["block"]) < len(ids):  # written after this handle was opened
@@ -267,7 +311,23 @@ class Backend:
         return out
 
     def _staleness_token(self) -> Any:
-        """Cheap token that changes when a version is committed (local stores); None elsewhere."""
+        """Cheap token that changes when a version is committed; None where there is none.
+
+        Local stores: a ``stat`` of the ``versions`` commit directory. ``s3://`` stores: one
+        listing of that prefix through TileDB's VFS (a LIST request), made at most every
+        ``moldb.s3.revalidate_s`` seconds (default 0: on every call); in between the cached
+        index is used as is.
+        """
+        if engine.is_s3(self.uri):
+            every = float(self.config.get("moldb.s3.revalidate_s", 0) or 0)
+            now = time.monotonic()
+            if every > 0 and self._versions_token is not None and now - self._token_checked < every:
+                return self._versions_token
+            self._token_checked = now
+            commits = self.array_uri("versions") + "/__commits"
+            with engine.mapped(commits, "checking for new versions"):
+                names = sorted(engine.vfs(self.ctx).ls(commits))
+            return (len(names), names[-1] if names else "")
         if not engine.is_local(self.uri):
             return None
         import os
@@ -326,6 +386,8 @@ class Backend:
         vfs = engine.vfs(self.ctx)
         out = {}
         for name in ARRAY_NAMES:
+            if not self.has_array(name):
+                continue
             with engine.mapped(self.array_uri(name), "measuring size"):
                 out[name] = int(vfs.dir_size(self.array_uri(name)))
         return out
@@ -351,3 +413,19 @@ class Backend:
         if not len(res["index"]):
             res = run(self.reader("spatial", refresh=True))
         return bytes(res["index"][0]) if len(res["index"]) else None
+
+
+def _check_s3_target(uri: str, ctx: tiledb.Ctx) -> None:
+    """Refuse to create a store in a missing bucket or under a non-empty prefix."""
+    bucket, prefix = engine.split_s3(uri)
+    vfs = engine.vfs(ctx)
+    with engine.mapped(uri, "checking the bucket"):
+        if not vfs.is_bucket(f"s3://{bucket}"):
+            raise StoreNotFoundError(
+                f"{uri}: bucket {bucket!r} does not exist or is not accessible; create it first (e.g. "
+                f"`aws s3 mb s3://{bucket}`) and check the endpoint and keys (docs/storage-s3.md)"
+            )
+        if not prefix:
+            raise StoreExistsError(f"{uri}: give the store a path inside the bucket, e.g. s3://{bucket}/store")
+        if vfs.is_dir(uri) and vfs.ls(uri):
+            raise StoreExistsError(f"{uri}: the prefix already holds objects; choose a new path for the store")
