@@ -348,6 +348,14 @@ def main() -> None:
             res["deposit"] = deposit_load(svc.url, deps, readers[:n_readers], base, files, per_dep)
         if args.only in (None, "transfer"):
             res["transfer"] = transfer(svc.url, readers[0], store_path, reps)
+    if args.only in (None, "query", "transfer"):  # figures 1 and 3 again with the service's response cache off:
+        # every request re-reads and re-encodes, as the first request for a (query, version) does
+        with Service(store_path, root / "serve-nocache.log",
+                     args=[*serve_args, "--response-cache-mb", "0"]) as svc:
+            if args.only in (None, "query"):
+                res["query_uncached"] = query_load(svc.url, readers[:args.clients], ids, seconds)
+            if args.only in (None, "transfer"):
+                res["transfer_uncached"] = transfer(svc.url, readers[0], store_path, reps)
     report(res)
     Path(args.out).write_text(json.dumps(res, indent=2, default=str))
     console.print(f"every number: {args.out}")
@@ -372,6 +380,10 @@ def report(res: dict[str, Any]) -> None:
         t.add_row("   p50 latency (ms)", f"{q['p50_ms']:.1f}", "", "")
         t.add_row("   p99 latency (ms)", f"{q['p99_ms']:.1f}", "<= 100", ok(q["p99_ms"] <= 100))
         t.add_row("   errors", str(sum(q["errors"].values())), "0", ok(not q["errors"]))
+    if "query_uncached" in res:
+        q = res["query_uncached"]
+        t.add_row("   same, service response cache off: queries/s", f"{q['qps']:.0f}", "", "")
+        t.add_row("   p50 / p99 latency (ms), cache off", f"{q['p50_ms']:.1f} / {q['p99_ms']:.1f}", "", "")
     if "deposit" in res:
         d = res["deposit"]
         t.add_row(f"2. {d['depositors']} depositors x {d['per_depositor']}, {d['readers']} readers: committed",
@@ -389,6 +401,11 @@ def report(res: dict[str, Any]) -> None:
         t.add_row("   remote get over Arrow IPC (s)", f"{x['remote_s']:.3f}", "", f"{x['remote_mb_s']:.0f} MB/s")
         t.add_row("   throughput remote / local", f"{x['ratio']:.2f}x", ">= 0.5x", ok(x["ratio"] >= 0.5))
         t.add_row("   remote table identical to local", str(x["identical"]), "True", ok(x["identical"]))
+    if "transfer_uncached" in res:
+        x = res["transfer_uncached"]
+        t.add_row("   same, service response cache off: remote (s)", f"{x['remote_s']:.3f}", "",
+                  f"{x['remote_mb_s']:.0f} MB/s")
+        t.add_row("   throughput remote / local (cache off)", f"{x['ratio']:.2f}x", "", "")
     console.print(t)
     if res.get("deposit", {}).get("problems"):
         console.print("problems:", res["deposit"]["problems"])

@@ -127,6 +127,15 @@ class StoreContract:
         assert isinstance(t, pa.Table) and t.num_rows == expected > 0
         assert set(t.column("label_atom_id").to_pylist()) == {"CA"}
 
+    def test_select_follows_new_versions(self, contract_store: Any, tmp_path: Path) -> None:
+        contract_store.ingest(data(SRC))
+        b1 = contract_store.select("name CA", entries=ENTRY).to_arrow().column("B_iso_or_equiv").to_numpy()
+        again = contract_store.select("name CA", entries=ENTRY).to_arrow().column("B_iso_or_equiv").to_numpy()
+        np.testing.assert_array_equal(b1, again)
+        contract_store.deposit(edit(data(SRC), tmp_path / "v2.cif", shift_b(2.0)), entry=ENTRY)
+        b2 = contract_store.select("name CA", entries=ENTRY).to_arrow().column("B_iso_or_equiv").to_numpy()
+        np.testing.assert_allclose(b2 - b1, 2.0, atol=1e-6)  # a cached result never outlives its version
+
     def test_bad_selection_is_a_clear_error(self, contract_store: Any) -> None:
         contract_store.ingest(data(SRC))
         with pytest.raises(moldb.MoldbError, match="frobnicate"):

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 
 import moldb
-from moldb.storage.block_cache import BlockCache, shared_cache
+from moldb._lru import ByteLRU
+from moldb.storage.block_cache import shared_cache
 from tests.cif_edits import edit, shift_b
 from tests.conftest import data
 
 
 def test_lru_is_bounded_in_bytes() -> None:
-    c = BlockCache(1000)
+    c = ByteLRU(1000)
     c.put(("s", 1), b"a" * 200)
     c.put(("s", 2), b"b" * 200)
     assert c.get(("s", 1)) == b"a" * 200  # 1 is now most recent
@@ -22,7 +23,7 @@ def test_lru_is_bounded_in_bytes() -> None:
     assert c.nbytes <= 1000 and c.get(("s", 2)) is None and c.get(("s", 1)) is not None
     c.put(("s", 99), b"x" * 251)  # over a quarter of the capacity: not cached
     assert c.get(("s", 99)) is None
-    off = BlockCache(0)
+    off = ByteLRU(0)
     off.put(("s", 1), b"a")
     assert off.get(("s", 1)) is None
 

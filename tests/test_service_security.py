@@ -131,6 +131,13 @@ def test_reader_cannot_write(lab: Lab) -> None:
 
 
 def test_cross_namespace_reads_are_refused_and_listings_filtered(lab: Lab) -> None:
+    with lab.client("olga") as c:  # warm the per-process response cache with lab other's entry
+        first = c.get(f"/v1/entries/{OTHER}/atoms")
+        again = c.get(f"/v1/entries/{OTHER}/atoms")
+        assert first.status_code == again.status_code == 200 and first.content == again.content
+        assert pa.ipc.open_stream(again.content).read_all().equals(moldb.open(lab.uri).get(OTHER).atoms)
+    with lab.client("ana") as c:  # lab fraser: refused although the response is cached
+        problem(c.get(f"/v1/entries/{OTHER}/atoms"), 403, "forbidden")
     with lab.client("olga") as c:  # lab other
         for path in (f"/v1/entries/{ENTRY}", f"/v1/entries/{ENTRY}/atoms", f"/v1/entries/{ENTRY}/history",
                      f"/v1/entries/{ENTRY}/file", f"/v1/entries/{ENTRY}/tags"):

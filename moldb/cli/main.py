@@ -485,6 +485,8 @@ def serve(
     rate_burst: Annotated[float, typer.Option(help="Burst size of the per-token bucket")] = 400.0,
     token_cache_ttl: Annotated[float, typer.Option(help="Seconds a token lookup is cached (revocation delay)")]
     = 5.0,
+    response_cache_mb: Annotated[float, typer.Option(help="Encoded /atoms responses kept per process (MiB, 0: off)")]
+    = 512.0,
 ) -> None:
     """Serve a store over HTTP (docs/service.md): FastAPI + uvicorn, tokens from `moldb user add`."""
     import os
@@ -499,7 +501,7 @@ def serve(
     _open(store).close()  # fail early and clearly on a missing store
     settings = Settings(store=store, max_upload_bytes=int(max_upload_mb * (1 << 20)), max_result_rows=max_result_rows,
                         query_timeout_s=query_timeout, rate_limit_per_s=rate_limit, rate_limit_burst=rate_burst,
-                        token_cache_ttl_s=token_cache_ttl)
+                        token_cache_ttl_s=token_cache_ttl, response_cache_mb=response_cache_mb)
     err.print(f"moldb serving [bold]{store}[/] on http://{host}:{port} ({workers} worker(s)); API docs at /docs")
     if workers > 1:  # worker processes import the app factory and read the settings from the environment
         os.environ.update(settings.to_env())

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         How long a token lookup is cached; a revocation reaches every process within it.
     upload_dir : str or None
         Where private per-request upload directories are made (system temp dir by default).
+    response_cache_mb : float
+        Encoded ``/atoms`` responses kept per process (LRU, MiB; 0 disables). A version never
+        changes, so a cached response is never stale; access is checked before every hit.
     """
 
     model_config = SettingsConfigDict(env_prefix="MOLDB_SERVICE_", extra="ignore")
@@ -46,6 +49,7 @@ class Settings(BaseSettings):
     rate_limit_burst: float = Field(default=400.0, ge=1)
     token_cache_ttl_s: float = Field(default=5.0, ge=0)
     upload_dir: str | None = None
+    response_cache_mb: float = Field(default=512.0, ge=0)
 
     def to_env(self) -> dict[str, str]:
         """The ``MOLDB_SERVICE_*`` variables that reproduce these settings in another process."""

@@ -12,9 +12,10 @@ import pyarrow as pa
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
+from moldb._lru import ByteLRU
 from moldb.api.access import resolve_version
 from moldb.errors import LimitExceededError, ValidationError
-from moldb.service.arrow import ARROW_RESPONSE, arrow_response
+from moldb.service.arrow import ARROW_MEDIA_TYPE, ARROW_RESPONSE, WHOLE_BUFFER_BYTES, arrow_response, ipc_bytes
 from moldb.service.deps import Caller, Ctx, check_tag
 from moldb.service.routers._common import parse_as_of, parse_version, version_json
 
@@ -71,6 +72,11 @@ def atoms(entry: str, who: Caller, ctx: Ctx, version: VersionQ = None, as_of: As
         raise LimitExceededError(f"{eid} v{rec.version} has {rec.n_atoms:,} atoms, more than the service's result cap "
                                  f"({cap:,} rows); ask for fewer columns with a selection (POST /v1/select)")
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    key = (store.uri, eid, rec.version, rec.content_hash, tuple(cols) if cols is not None else None)
+    hit = _responses.get(key) if ctx.settings.response_cache_mb > 0 else None
+    if hit is not None:  # versions never change: an encoded response stays valid (access was checked above)
+        body, header, rows = hit
+        return Response(body, media_type=ARROW_MEDIA_TYPE, headers={"Moldb-Version": header, "Moldb-Rows": rows})
     s = store.get(eid, version=rec.version, columns=cols)
     info = version_json(s.version)
     table = s.atoms
@@ -78,7 +84,26 @@ def atoms(entry: str, who: Caller, ctx: Ctx, version: VersionQ = None, as_of: As
     header = json.dumps(info)
     if len(header) > _HEADER_MAX:
         header = json.dumps({k: v for k, v in info.items() if k != "summary"})
-    return arrow_response(table, {"Moldb-Version": header})
+    if table.nbytes > WHOLE_BUFFER_BYTES or ctx.settings.response_cache_mb <= 0:
+        return arrow_response(table, {"Moldb-Version": header})
+    body = ipc_bytes(table).to_pybytes()
+    _responses.max_bytes = int(ctx.settings.response_cache_mb * (1 << 20))
+    _responses.put(key, _Sized(body, header, str(table.num_rows)))
+    return Response(body, media_type=ARROW_MEDIA_TYPE, headers={"Moldb-Version": header,
+                                                                 "Moldb-Rows": str(table.num_rows)})
+
+
+class _Sized(tuple):
+    """(body, header, rows) whose ``len`` is the body size, for the byte-bounded cache."""
+
+    def __new__(cls, body: bytes, header: str, rows: str) -> _Sized:
+        return super().__new__(cls, (body, header, rows))
+
+    def __len__(self) -> int:
+        return len(self[0])
+
+
+_responses = ByteLRU(512 << 20)
 
 
 @router.get("/{entry}/file", response_class=Response,
