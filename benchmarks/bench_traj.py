@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import DATA
+from _common import DATA, median_time
 
 import moldb
 
@@ -145,13 +145,7 @@ def main() -> None:
         res = {}
         for name, fn in (("moldb t.frames(::10, 'name CA')", lambda: t.frames(sl, select="name CA")),
                          ("MDAnalysis XTC", mda_ca), ("h5py H5MD", h5_ca)):
-            fn()
-            times = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-            res[name] = statistics.median(times)
+            res[name] = median_time(fn, reps)
         ours = t.frames(sl, select="name CA")
         stats = dict(t.last_read)
         assert np.abs(ours - mda_ca()).max() < 1e-3

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from moldb.schema.parsed import Category, ParsedEntry, SourceInfo
+from moldb.schema.parsed import Category, CategoryLookup, ParsedEntry, SourceInfo
 from moldb.schema.records import VersionInfo
 
 __all__ = ["Structure"]
 
 
-class Structure:
+class Structure(CategoryLookup):
     """One version of one entry.
 
     Attributes
@@ -71,25 +71,6 @@ class Structure:
         masks = {i: self.atom_masks[i] for i in text if i in self.atom_masks}
         return [Category("atom_site", pa.table(text) if text else pa.table({}), masks) if c.name == "atom_site"
                 else c for c in cats]
-
-    def category(self, name: str) -> pa.Table:
-        """One category as a table of strings (``_refine`` → ``category("refine")``).
-
-        Raises
-        ------
-        KeyError
-            If the entry has no such category.
-        """
-        name = name.lstrip("_").rstrip(".")
-        for c in self.categories:
-            if c.name == name:
-                return c.table
-        raise KeyError(f"{self.entry} has no category {name!r}; it has {', '.join(self.category_names)}")
-
-    @property
-    def category_names(self) -> list[str]:
-        """Names of the stored categories in source order."""
-        return [c.name for c in self.categories]
 
     def bonds(self) -> pa.Table:
         """Bonds: CCD templates stored in the store, polymer links and ``struct_conn``.

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from moldb.client.transport import Transport, read_arrow
 from moldb.errors import EntryNotFoundError, ValidationError
+from moldb.schema.parsed import CategoryLookup
 from moldb.schema.records import VersionInfo
 
 __all__ = ["RemoteDiff", "RemoteSelection", "RemoteStore", "RemoteStructure", "connect"]
@@ -113,7 +114,7 @@ def _write_bytes(data: bytes, path: str | Path) -> Path:
     return p
 
 
-class RemoteStructure:
+class RemoteStructure(CategoryLookup):
     """One version of one entry read from a moldb service.
 
     Attributes
@@ -165,25 +166,6 @@ class RemoteStructure:
     def categories(self) -> list[Any]:
         """Every non-atom category (read from the exported mmCIF on first use)."""
         return list(self._parsed.categories)
-
-    @property
-    def category_names(self) -> list[str]:
-        """Names of the categories in source order."""
-        return [c.name for c in self.categories]
-
-    def category(self, name: str) -> pa.Table:
-        """One category as a table of strings (``_refine`` → ``category("refine")``).
-
-        Raises
-        ------
-        KeyError
-            If the entry has no such category.
-        """
-        name = name.lstrip("_").rstrip(".")
-        for c in self.categories:
-            if c.name == name:
-                return c.table
-        raise KeyError(f"{self.entry} has no category {name!r}; it has {', '.join(self.category_names)}")
 
     def write(self, path: str | Path, format: str | None = None) -> Path:
         """Write this version as mmCIF, BinaryCIF or PDB (by suffix or ``format``), exported by the service."""

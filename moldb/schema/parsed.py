@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["MASK_DOT", "MASK_QUESTION", "MASK_VALUE", "Category", "ParsedEntry", "SourceInfo"]
+__all__ = ["MASK_DOT", "MASK_QUESTION", "MASK_VALUE", "Category", "CategoryLookup", "ParsedEntry", "SourceInfo"]
 
 MASK_VALUE = 0
 MASK_DOT = 1
@@ -55,6 +55,36 @@ class Category:
         """One value as text (``None`` for a null)."""
         v = self.table.column(item)[row].as_py()
         return None if v is None else str(v)
+
+
+class CategoryLookup:
+    """``category(name)`` and ``category_names`` over ``self.categories`` (local and remote structures)."""
+
+    entry: str
+
+    @property
+    def categories(self) -> list[Category]:
+        """The categories (subclasses provide them)."""
+        return []
+
+    @property
+    def category_names(self) -> list[str]:
+        """Names of the categories in source order."""
+        return [c.name for c in self.categories]
+
+    def category(self, name: str) -> pa.Table:
+        """One category as a table of strings (``_refine`` → ``category("refine")``).
+
+        Raises
+        ------
+        KeyError
+            If the entry has no such category.
+        """
+        name = name.lstrip("_").rstrip(".")
+        for c in self.categories:
+            if c.name == name:
+                return c.table
+        raise KeyError(f"{self.entry} has no category {name!r}; it has {', '.join(self.category_names)}")
 
 
 @dataclass
