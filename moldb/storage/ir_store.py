@@ -10,8 +10,9 @@ a commit that crashed before its commit point (same version number, earlier
 timestamp) are never read; ``as_of`` hides cells written after the pinned time.
 
 Binary payloads (membership, group names, descriptor arrays) are packed with
-:func:`pack_arrays`: integer arrays delta-coded and narrowed, every array
-byte-shuffled and zstd-compressed on its own.
+:func:`pack_arrays`: integer arrays delta-coded and narrowed, float arrays as
+fixed point and reduced tensors where that is lossless (:mod:`moldb.storage.ir_codec`),
+every array byte-shuffled and zstd-compressed on its own.
 """
 
 from __future__ import annotations
@@ -23,18 +24,18 @@ from typing import Any
 
 import msgpack
 import numpy as np
-import pyarrow as pa
 
-from moldb.storage import engine
+from moldb.errors import StorageError
+from moldb.storage import engine, ir_codec
 from moldb.storage.backend import Backend
+from moldb.storage.ir_codec import narrow, shuffle, unshuffle
 
-__all__ = ["IR_ARRAYS", "has_ir", "pack_arrays", "read_cell", "read_cells", "read_operator_cells",
+__all__ = ["IR_ARRAYS", "describe_packed", "has_ir", "pack_arrays", "read_cell", "read_cells", "read_operator_cells",
            "unpack_arrays", "write_ir_cells", "write_operator_cells"]
 
 IR_ARRAYS = ("groupings", "descriptors", "operators")
 _KEY = {"groupings": "grouping", "descriptors": "descriptor"}
 _TAG = {"groupings": "kind", "descriptors": "type"}
-_ZSTD = pa.Codec("zstd", compression_level=9)
 
 
 def has_ir(backend: Backend) -> bool:
@@ -46,50 +47,39 @@ def has_ir(backend: Backend) -> bool:
     return bool(cached)
 
 
-def _narrow(d: np.ndarray) -> np.ndarray:
-    if d.size == 0:
-        return d.astype(np.int8)
-    lo, hi = int(d.min()), int(d.max())
-    for t in (np.int8, np.int16, np.int32):
-        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
-            return d.astype(t)
-    return d.astype(np.int64)
-
-
-def _shuffle(a: np.ndarray) -> bytes:
-    a = np.ascontiguousarray(a)
-    if a.dtype.itemsize == 1:
-        return a.tobytes()
-    return np.ascontiguousarray(a.view(np.uint8).reshape(-1, a.dtype.itemsize).T).tobytes()
-
-
-def _unshuffle(raw: bytes, dtype: np.dtype) -> np.ndarray:
-    b = np.frombuffer(raw, dtype=np.uint8)
-    if dtype.itemsize == 1:
-        return b.view(dtype).copy()
-    return np.ascontiguousarray(b.reshape(dtype.itemsize, -1).T).view(dtype).ravel()
-
-
 def pack_arrays(arrays: dict[str, np.ndarray], strings: dict[str, list[str]] | None = None) -> bytes:
-    """Pack named numpy arrays (and string lists) into one compressed buffer."""
+    """Pack named numpy arrays (and string lists) into one compressed buffer.
+
+    Integer and boolean arrays are delta-coded and narrowed (kind ``delta``); float32 /
+    float64 arrays go through :func:`moldb.storage.ir_codec.encode_float` (kinds ``fixed``
+    and ``float``, header rows with an 8th item of encoding parameters); anything else is
+    stored raw. Every segment is byte-shuffled and zstd-compressed on its own. Cells
+    written before ``fixed`` / ``float`` existed (7-item rows, float arrays ``raw``) still read.
+    """
     header: list[list[Any]] = []
     segs: list[bytes] = []
     for name, arr in arrays.items():
         a = np.asarray(arr)
         kind = "raw"
         if a.dtype.kind in "iub" and a.size:
-            flat = a.ravel().astype(np.int64)
-            body = _narrow(np.diff(flat, prepend=np.int64(0)))
+            body = narrow(np.diff(a.ravel().astype(np.int64), prepend=np.int64(0)))
             kind = "delta"
+        elif a.dtype in (np.float32, np.float64):
+            kind, raw, extra = ir_codec.encode_float(a)
+            comp = ir_codec.zstd(raw, ir_codec.FLOAT_LEVEL if len(raw) <= ir_codec.FLOAT_LEVEL_MAX else None)
+            header.append([name, a.dtype.str, list(a.shape), kind, "|u1", len(comp), len(raw), extra])
+            segs.append(comp)
+            continue
         else:
             body = a.ravel()
-        raw = _shuffle(body)
-        comp = bytes(_ZSTD.compress(raw, asbytes=True))
-        header.append([name, a.dtype.str, list(a.shape), kind, body.dtype.str, len(comp), len(raw)])
+        raw = shuffle(body)
+        comp = ir_codec.zstd(raw)
+        row: list[Any] = [name, a.dtype.str, list(a.shape), kind, body.dtype.str, len(comp), len(raw)]
+        header.append(row)
         segs.append(comp)
     for name, vals in (strings or {}).items():
         raw = "\n".join(vals).encode()
-        comp = bytes(_ZSTD.compress(raw, asbytes=True)) if raw else b""
+        comp = ir_codec.zstd(raw)
         header.append([name, "str", [len(vals)], "str", "", len(comp), len(raw)])
         segs.append(comp)
     head = msgpack.packb(header)
@@ -97,24 +87,59 @@ def pack_arrays(arrays: dict[str, np.ndarray], strings: dict[str, list[str]] | N
 
 
 def unpack_arrays(buf: bytes) -> dict[str, Any]:
-    """Inverse of :func:`pack_arrays` (string lists come back as lists)."""
+    """Inverse of :func:`pack_arrays` (string lists come back as lists).
+
+    Raises
+    ------
+    moldb.errors.StorageError
+        When ``buf`` is not a packed cell (truncated or damaged).
+    """
     if not buf:
         return {}
+    try:
+        return _unpack(buf)
+    except (struct.error, ValueError, TypeError, KeyError, IndexError, OSError,
+            msgpack.exceptions.ExtraData) as exc:
+        raise StorageError(f"corrupt IR cell ({type(exc).__name__}: {exc}); the store's files were damaged") \
+            from exc
+
+
+def _unpack(buf: bytes) -> dict[str, Any]:
     (n,) = struct.unpack_from("<I", buf)
     header = msgpack.unpackb(bytes(buf[4:4 + n]))
     pos = 4 + n
+    if pos + sum(int(row[5]) for row in header) != len(buf):
+        raise ValueError(f"{len(buf)} bytes, the header describes {pos + sum(int(row[5]) for row in header)}")
     out: dict[str, Any] = {}
-    for name, dtype, shape, kind, body_dtype, csize, rsize in header:
+    for row in header:
+        name, dtype, shape, kind, body_dtype, csize, rsize = row[:7]
         seg = bytes(buf[pos:pos + csize])
         pos += csize
-        raw = bytes(_ZSTD.decompress(seg, decompressed_size=rsize, asbytes=True)) if rsize else b""
+        raw = ir_codec.unzstd(seg, rsize)
         if kind == "str":
             out[name] = raw.decode().split("\n") if shape[0] else []
             continue
-        body = _unshuffle(raw, np.dtype(body_dtype)) if rsize else np.zeros(0, np.dtype(body_dtype))
+        if kind in ("fixed", "float"):
+            out[name] = ir_codec.decode_float(kind, raw, np.dtype(dtype), list(shape), row[7])
+            continue
+        body = unshuffle(raw, np.dtype(body_dtype)) if rsize else np.zeros(0, np.dtype(body_dtype))
         if kind == "delta":
             body = np.cumsum(body.astype(np.int64))
         out[name] = body.astype(np.dtype(dtype)).reshape(shape)
+    return out
+
+
+def describe_packed(buf: bytes) -> list[dict[str, Any]]:
+    """What :func:`pack_arrays` stored, per array: name, dtype, shape, kind, compressed / raw bytes, encoding."""
+    if not buf:
+        return []
+    (n,) = struct.unpack_from("<I", buf)
+    out = []
+    for row in msgpack.unpackb(bytes(buf[4:4 + n])):
+        extra = row[7] if len(row) > 7 else {}
+        out.append({"name": row[0], "dtype": row[1], "shape": list(row[2]), "kind": row[3], "bytes": row[5],
+                    "raw_bytes": row[6], "encoding": {k: v for k, v in extra.items() if k != "exc"},
+                    "exceptions": extra["exc"][2] if "exc" in extra else 0})
     return out
 
 
