@@ -24,6 +24,7 @@ import numpy as np
 
 from moldb.errors import ValidationError
 from moldb.operators import adp, motion
+from moldb.render.fused import covariance_plan, fused_covariance
 from moldb.render.model import (
     BasisDescriptor,
     DecoderDescriptor,
@@ -75,6 +76,7 @@ class Renderer:
         self._U: Any = None
         self._F: Any = None
         self._report: PSDReport | None = None
+        self._mono: tuple[Any, Any] | None = None
 
     # -- conversions -------------------------------------------------------------------------
     def _arr(self, a: Any) -> Any:
@@ -195,10 +197,12 @@ class Renderer:
         """
         if self._U is not None and not include_mean_only:
             return self._U
-        U = self._arr(np.zeros((self.model.n_atoms, 3, 3)))
-        for d in self.model.continuous:
-            if isinstance(d, GaussianDescriptor) and (include_mean_only or d.policy == "sample_per_step"):
-                U = U + self.contribution(d)
+        active = [d for d in self.model.continuous
+                  if isinstance(d, GaussianDescriptor) and (include_mean_only or d.policy == "sample_per_step")]
+        plan = covariance_plan(self.model, active)
+        if self._mono is None or self._mono[0] is not plan:
+            self._mono = (plan, self._arr(plan.r))
+        U = fused_covariance(plan, self.model, self._arr, self._mono[1])
         if not include_mean_only:
             self._U = U
         return U
@@ -226,14 +230,29 @@ class Renderer:
                 self._apply(X, d, self._inputs(d, n, np.random.default_rng(streams[i + 1])))
         F = self._factor()
         na = self.model.n_atoms
+        # One N(0, U_total) draw per atom and render: X[d, a] += F[a] z[d, a]. Draws go in chunks of
+        # ~4 MB of normals, component-major (z[d] is (3, n_atoms)), so every step is a long
+        # contiguous elementwise row operation and the working set stays in cache. Render d always
+        # consumes the d-th 3 * n_atoms normals of its stream (numpy), whatever the chunking.
+        step = max(1, (1 << 19) // max(1, 3 * na))
         if self.backend == "numpy":
-            z = np.random.default_rng(streams[0]).standard_normal((na, n, 3), dtype=self.dtype)
-            X += np.matmul(z, F.swapaxes(-1, -2)).swapaxes(0, 1)
+            rng = np.random.default_rng(streams[0])
+            Ft = np.ascontiguousarray(np.moveaxis(F, 0, -1))              # (3, 3, n_atoms)
+            for s in range(0, n, step):
+                e = min(n, s + step)
+                z = rng.standard_normal((e - s, 3, na), dtype=self.dtype)
+                for i in range(3):
+                    X[s:e, :, i] += Ft[i, 0] * z[:, 0] + Ft[i, 1] * z[:, 1] + Ft[i, 2] * z[:, 2]
         else:
             import torch
 
             g = torch.Generator(device=self.device)
             g.manual_seed(int(streams[0].generate_state(1, np.uint64)[0] >> np.uint64(1)))
-            zt = torch.randn((na, n, 3), generator=g, device=self.device, dtype=self._tdtype)
-            X += torch.bmm(zt, F.transpose(-1, -2)).transpose(0, 1)
+            Ft = F.permute(1, 2, 0).contiguous()
+            for s in range(0, n, step):
+                e = min(n, s + step)
+                zt = torch.randn((e - s, 3, na), generator=g, device=self.device, dtype=self._tdtype)
+                for i in range(3):
+                    X[s:e, :, i] += torch.addcmul(torch.addcmul(Ft[i, 0] * zt[:, 0], Ft[i, 1], zt[:, 1]),
+                                                  Ft[i, 2], zt[:, 2])
         return X
