@@ -87,6 +87,9 @@ _LAZY.update({n: "moldb.ir" for n in _IR_EXPORTS})
 __all__ += list(_IR_EXPORTS)
 _LAZY.update({"FrameLabels": "moldb.ir.trajectory", "TrajectoryDescriptor": "moldb.ir.trajectory"})
 __all__ += ["FrameLabels", "TrajectoryDescriptor"]
+_MOTION_EXPORTS = ("ExternalFrames", "NeuralDecoder", "NormalModes", "RigidBody")
+_LAZY.update({n: "moldb.ir.motion" for n in _MOTION_EXPORTS})
+__all__ += list(_MOTION_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

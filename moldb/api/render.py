@@ -39,6 +39,12 @@ Continuous-additive stack (``U_total``)
     stored. ``adp="sum"`` adds every descriptor as stored, built-ins included; ``descriptors=[ids]``
     renders only those descriptors (e.g. an ECHT stack without the deposited B column).
 
+Motion stack (:mod:`moldb.api.render_motion`)
+    ``normal_modes`` (``nm_v1``), ``rigid_body`` (``quat_v1``) and ``neural_decoder`` (TorchScript, sha256
+    checked) are deterministic displacements added to the mean in stored order; ``external_frames`` (an
+    H5MD file, sha256 checked) is one discrete node named by the descriptor id whose states are its frame
+    keys; the chosen frame replaces its atoms.
+
 Atoms outside the chosen joint state are left out of every array: ``mean``/``covariance``/``sample``
 return arrays over :meth:`EntryRenderer.atom_rows` (rows of ``store.get(entry).atoms``).
 """
@@ -55,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from moldb.api.render_motion import MOTION_TYPES, StoredMotion, build_motion
 from moldb.api.structure import Structure
 from moldb.errors import ValidationError
 from moldb.ir.dag import IllegalStateError, ScopeDAG, ScopeNode
@@ -125,7 +132,7 @@ class _Node:
     name: str
     states: list[str]
     default: str
-    kind: Literal["altloc", "ensemble"]
+    kind: Literal["altloc", "ensemble", "external"]
 
 
 def _col(atoms: pa.Table, name: str, dtype: Any = np.float64, fill: Any = np.nan) -> np.ndarray:
@@ -208,6 +215,7 @@ class EntryRenderer:
         self._model_node: int | None = None
         self._global_altloc: str | None = None
         self._gauss: list[_Gauss] = []
+        self._motion: list[StoredMotion] = []
         self._cache: OrderedDict[bytes, tuple[np.ndarray, Renderer]] = OrderedDict()
         self._last_state: dict[str, str | None] | None = None
         self._b_includes_tls, self._b_reason = True, "no ingested TLS"
@@ -219,6 +227,11 @@ class EntryRenderer:
             elif d.TYPE in _GAUSSIAN_TYPES or (d.operator is not None and d.operator.name.split("/")[-1] in
                                                ("tls_v1", "iadp_v1", "aadp_v1")):
                 self._add_gaussian(d, atoms, memberships)
+            elif d.TYPE in MOTION_TYPES:
+                m = build_motion(d, f"{self.entry} v{self.version}", self.x_ref, memberships)
+                self._motion.append(m)
+                if m.frames is not None:
+                    self._nodes.append(_Node(m.name, m.states, m.default, "external"))
             elif d.states or int(d.regime) != 3:
                 raise ValidationError(f"{self.entry} v{self.version}: descriptor {d.id!r} (type {d.TYPE!r}, regime "
                                       f"{int(d.regime)}) has no renderer yet; leave it out with descriptors=[...]")
@@ -484,20 +497,24 @@ class EntryRenderer:
         js = self.resolve_state(state)
         self._last_state = js
         rows = self._rows_for(js)
-        key = hashlib.sha1(rows.tobytes()).digest()
+        frames = [f"{n.name}={js[n.name] or n.default}" for n in self._nodes if n.kind == "external"]
+        key = hashlib.sha1(rows.tobytes() + "\0".join(frames).encode()).digest()
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        core = Renderer(self.model_for(rows), device=self.device, backend=self.backend, psd=self.psd,
+        core = Renderer(self.model_for(rows, js), device=self.device, backend=self.backend, psd=self.psd,
                         dtype=self.dtype)
         self._cache[key] = (rows, core)
         if len(self._cache) > _CACHE:
             self._cache.popitem(last=False)
         return rows, core
 
-    def model_for(self, rows: np.ndarray) -> RenderModel:
-        """The engine's :class:`RenderModel` over atom-table ``rows`` (sorted, unique)."""
+    def model_for(self, rows: np.ndarray, state: Mapping[str, str | None] | None = None) -> RenderModel:
+        """The engine's :class:`RenderModel` over atom-table ``rows`` (sorted, unique).
+
+        ``state`` (a resolved joint state) picks the frame of each external-frames node (default: its default).
+        """
         lut = np.full(self.n_rows, -1, dtype=np.int64)
         lut[rows] = np.arange(len(rows))
         cont = []
@@ -509,7 +526,12 @@ class EntryRenderer:
             params = {**g.per_group, **{k: v[keep] for k, v in g.per_atom.items()}}
             cont.append(GaussianDescriptor(g.name, g.operator, params, atoms=local[keep], policy=g.policy,
                                            offset=g.offset))
-        return RenderModel(self.x_ref[rows], continuous=tuple(cont))
+        disc: list[Any] = []
+        for m in self._motion:
+            e = m.restrict(lut, (state or {}).get(m.name))
+            if e is not None:
+                (disc if m.frames is not None else cont).append(e)
+        return RenderModel(self.x_ref[rows], discrete=tuple(disc), continuous=tuple(cont))
 
     def atom_rows(self, state: Mapping[str, str] | None = None) -> np.ndarray:
         """Rows of ``store.get(entry).atoms`` rendered for ``state`` (the atom axis of every array)."""
@@ -585,14 +607,17 @@ class EntryRenderer:
             "state": dict(js),
             "n_joint_states": self.n_joint_states(),
             "components": [{"name": g.name, "operator": g.operator, "n_atoms": len(g.rows), "policy": g.policy,
-                            "source": g.source} for g in self._gauss],
+                            "source": g.source} for g in self._gauss]
+            + [{"name": m.name, "operator": m.kind, "n_atoms": len(m.rows), "policy": m.policy,
+                "source": m.source} for m in self._motion],
             "psd": {"policy": rep.policy, "n_clipped": rep.n_clipped, "min_eigenvalue": rep.min_eigenvalue},
             "notes": list(self.notes),
         }
 
     def __repr__(self) -> str:
         return (f"<EntryRenderer {self.entry} v{self.version}: {len(self._gauss)} Gaussian components, "
-                f"{len(self._nodes)} discrete nodes, {self.backend}/{self.device}>")
+                f"{len(self._motion)} motion descriptors, {len(self._nodes)} discrete nodes, "
+                f"{self.backend}/{self.device}>")
 
 
 def _multi_model(s: Structure, rows: np.ndarray, x: np.ndarray, js: Mapping[str, str | None]) -> Structure:

@@ -20,6 +20,7 @@ from moldb.ir.model import (
     Regime,
     SignalType,
 )
+from moldb.ir.motion import ExternalFrames, NeuralDecoder, NormalModes, RigidBody
 from moldb.ir.operators import OperatorSpec
 
 __all__ = [
@@ -30,16 +31,20 @@ __all__ = [
     "Descriptor",
     "Edge",
     "Ensemble",
+    "ExternalFrames",
     "FitBlock",
     "GenericDescriptor",
     "Grouping",
     "IllegalStateError",
     "IsotropicADP",
     "Mode",
+    "NeuralDecoder",
+    "NormalModes",
     "OperatorRef",
     "OperatorSpec",
     "Provenance",
     "Regime",
+    "RigidBody",
     "ScopeDAG",
     "ScopeNode",
     "SignalType",

@@ -174,6 +174,9 @@ class Ensemble(Descriptor):
 DESCRIPTOR_TYPES: dict[str, type[Descriptor]] = {
     c.TYPE: c for c in (TLS, IsotropicADP, AnisotropicADP, AltlocStates, Ensemble, GenericDescriptor)
 }
+from moldb.ir.motion import ExternalFrames, NeuralDecoder, NormalModes, RigidBody  # noqa: E402 (motion types)
+
+DESCRIPTOR_TYPES.update({c.TYPE: c for c in (NormalModes, RigidBody, NeuralDecoder, ExternalFrames)})
 
 
 def descriptor_from(spec: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> Descriptor:

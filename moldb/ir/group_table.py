@@ -60,7 +60,7 @@ def group_table(membership: pa.Table, names: Sequence[str], descriptors: Sequenc
         vals: dict[str, np.ndarray] = {}
         arrays = d.arrays()
         for k, a in arrays.items():
-            if a.ndim == 1 and len(a) == n_groups and a.dtype.kind in "fiu":
+            if a.ndim == 1 and len(a) == n_groups and a.dtype.kind in "fiu" and getattr(d, "PER_GROUP", True):
                 vals[k] = a.astype(np.float64)
         if d.type == "tls" and arrays.get("T") is not None and len(arrays["T"]) == n_groups:
             T, L, S, origin = (np.asarray(arrays[k], np.float64) for k in ("T", "L", "S", "origin"))
