@@ -166,6 +166,11 @@ def test_decoder_stored_inline_and_rendered(path: Path, trained: dict) -> None:
     got = next(x for x in st.descriptors("1L2Y") if x.id == "cryo")
     assert isinstance(got, moldb.NeuralDecoder) and got.sha256 == d.sha256 and got.body() == d.body()
     assert got.blob.dtype == np.uint8
+    # the inline artifact is in the operator registry: venue inline, hash over the spec and the bytes
+    op = next(o for o in st.operators().to_pylist() if o["name"] == "neural_decoder/torchscript_v1")
+    spec = next(x for x in moldb.ir.motion.MOTION_OPERATORS if x.name == op["name"])
+    assert op["venue"] == "inline"
+    assert op["content_hash"] == spec.model_copy(update={"sha256": d.sha256}).content_hash(d.body())
     r = st.renderer("1L2Y", descriptors=["ensemble", "cryo"])
     rows = r.atom_rows()  # model 1: the decoder's scope is rendered
     x = _xyz(st, "1L2Y")
@@ -279,6 +284,10 @@ def test_external_h5md_frames(path: Path, tmp_path: Path) -> None:
     st.add_descriptor("COBROTOXIN", d)
     st.close()
     st = moldb.open(path)
+    ops = [o for o in st.operators().to_pylist() if o["name"] == "external_reference/h5md_v1"]
+    assert any(o["venue"] == "external" and o["content_hash"] == next(
+        x for x in moldb.ir.motion.MOTION_OPERATORS if x.name == o["name"]).model_copy(
+        update={"uri": d.uri, "sha256": d.sha256}).content_hash() for o in ops)
     r = st.renderer("COBROTOXIN", descriptors=["md"])
     assert r.discrete_nodes == {"md": ["a", "b", "c"]} and r.n_joint_states() == 3
     with h5py.File(data(H5MD)) as f:

@@ -204,7 +204,30 @@ def add_descriptor(backend: Backend, rec: VersionInfo, existing: Mapping[str, An
             raise ValidationError(f"descriptor {d.id!r}: edge to unknown descriptor {e.parent!r}")
     with backend.writing() as ts:
         ir_store.write_ir_cells(backend, "descriptors", ts, rec.entry, rec.version, [_descriptor_cell(d)])
+        artifact = _artifact_operator(d)
+        if artifact is not None:
+            register_operators(backend, ts, [artifact[0]], bodies={artifact[0].name: artifact[1]})
     return d
+
+
+def _artifact_operator(d: Descriptor) -> tuple[OperatorSpec, bytes] | None:
+    """The operator-registry row of a descriptor that carries its own artifact.
+
+    An inline TorchScript decoder is registered with its bytes as the body. Its content hash is
+    the hash of the spec plus the bytes. An external H5MD reference is registered with its URI and
+    sha256. Returns None for every other descriptor.
+    """
+    from moldb.ir.motion import MOTION_OPERATORS
+
+    kind = {"neural_decoder": "neural_decoder/torchscript_v1", "external_frames": "external_reference/h5md_v1"}
+    name = kind.get(d.TYPE)
+    if name is None:
+        return None
+    base = next(op for op in MOTION_OPERATORS if op.name == name)
+    if d.TYPE == "neural_decoder":
+        body = np.asarray(getattr(d, "blob"), dtype=np.uint8).tobytes()
+        return base.model_copy(update={"sha256": getattr(d, "sha256")}), body
+    return base.model_copy(update={"uri": getattr(d, "uri"), "sha256": getattr(d, "sha256")}), b""
 
 
 def descriptor_objects(backend: Backend, entry: str, cells: dict[str, dict[str, Any]]) -> list[Descriptor]:
