@@ -171,7 +171,8 @@ def bench_spike(quick: bool) -> dict[str, object]:
         out["draws_1000_s"] = {f"{b}/{dt}": sec for b, dt, sec in rows_d}
         n = 400 if quick else 2000
         rate = _loader_rate(store, entry, ids, n, 16)
-        print(f"figure 3: RenderDataset + DataLoader(num_workers=2, batch_size=16, spawn), {n} samples of {model.n_atoms} "
+        print(f"figure 3: RenderDataset + DataLoader(num_workers=2, batch_size=16, spawn), {n} samples of "
+              f"{model.n_atoms} "
               f"atoms: {rate['samples_per_s_steady']:.0f} samples/s steady, {rate['samples_per_s_total']:.0f} "
               f"samples/s incl. {rate['startup_s']:.2f} s worker start (Census reference ~2,500 samples/s)")
         out["dataloader"] = rate

@@ -224,10 +224,10 @@ def _artifact_operator(d: Descriptor) -> tuple[OperatorSpec, bytes] | None:
     if name is None:
         return None
     base = next(op for op in MOTION_OPERATORS if op.name == name)
+    art: Any = d  # NeuralDecoder or ExternalFrames (moldb.ir.motion)
     if d.TYPE == "neural_decoder":
-        body = np.asarray(getattr(d, "blob"), dtype=np.uint8).tobytes()
-        return base.model_copy(update={"sha256": getattr(d, "sha256")}), body
-    return base.model_copy(update={"uri": getattr(d, "uri"), "sha256": getattr(d, "sha256")}), b""
+        return base.model_copy(update={"sha256": art.sha256}), np.asarray(art.blob, dtype=np.uint8).tobytes()
+    return base.model_copy(update={"uri": art.uri, "sha256": art.sha256}), b""
 
 
 def descriptor_objects(backend: Backend, entry: str, cells: dict[str, dict[str, Any]]) -> list[Descriptor]:
