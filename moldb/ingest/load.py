@@ -29,8 +29,9 @@ from moldb.ingest.summary import summarize
 from moldb.schema.columns import GROUPS
 from moldb.schema.parsed import Category, ParsedEntry
 from moldb.schema.records import VersionInfo
-from moldb.storage.backend import Backend
-from moldb.storage.codec import encode_categories, encode_group
+from moldb.storage.backend import CHUNKED_ENCODING_VERSION, Backend
+from moldb.storage.chunks import ChunkedGroup, chunk_group, encode_chunked
+from moldb.storage.codec import encode_categories, encode_group, group_arrays
 
 __all__ = ["DEFAULT_NAMESPACE", "ENTRY_ID_PATTERN", "commit", "validate_entry_id"]
 
@@ -57,9 +58,31 @@ def validate_entry_id(entry_id: str) -> str:
 
 
 def _new_block_ids(n: int) -> list[int]:
-    """``n`` consecutive block ids from a random base: one version's blocks sit side by side on disk."""
-    base = (secrets.randbits(58) << 4) + 16
+    """``n`` consecutive block ids from a random base: one version's blocks sit side by side on disk.
+
+    The base is aligned to a power of two ≥ ``n`` (at least 16), so the ids of one version never
+    straddle another aligned range (chunk cells follow the parents: ``moldb.storage.chunks``).
+    """
+    shift = max(4, (max(n, 1) - 1).bit_length())
+    base = (secrets.randbits(62 - shift) << shift) + 16
     return [base + i for i in range(n)]
+
+
+def _encode_groups(backend: Backend, entry: ParsedEntry, text: dict[str, tuple[pa.Array, Any]],
+                   items: dict[str, Any]) -> tuple[dict[str, tuple[bytes, str]], dict[str, ChunkedGroup]]:
+    """Blob and hash of each atom group; groups of more than ``backend.chunk_rows`` rows as chunks."""
+    encoded: dict[str, tuple[bytes, str]] = {}
+    chunked: dict[str, ChunkedGroup] = {}
+    rows = int(backend.chunk_rows)
+    for g in GROUPS:
+        args = (g, entry.atoms, entry.atom_masks, entry.decimals, text if g == "topo" else None,
+                items if g == "topo" else None)
+        if rows > 0 and entry.n_atoms > rows and group_arrays(*args[:5]):
+            chunked[g] = encode_chunked(*args, chunk_rows=rows, page_rows=int(backend.page_rows))
+            encoded[g] = (b"", chunked[g].content_hash)  # the manifest is written once ids are known
+        else:
+            encoded[g] = encode_group(*args)
+    return encoded, chunked
 
 
 def _split_text_items(entry: ParsedEntry) -> tuple[list[Category], dict[str, tuple[pa.Array, Any]]]:
@@ -134,9 +157,7 @@ def commit(
         raise ValidationError(f"{entry.source.path}: no atoms to store")
     categories, text = _split_text_items(entry)
     items = {"atom_items": entry.atom_items, "aniso_items": entry.aniso_items}
-    encoded: dict[str, tuple[bytes, str]] = {g: encode_group(g, entry.atoms, entry.atom_masks, entry.decimals,
-                               text if g == "topo" else None, items if g == "topo" else None)
-               for g in GROUPS}
+    encoded, chunked = _encode_groups(backend, entry, text, items)
     encoded["cif"] = encode_categories(categories, items)
     del text, categories
     summary = summarize(entry)
@@ -163,20 +184,30 @@ def commit(
             prev_blocks = {k: int(v) for k, v in json.loads(index["blocks"][i]).items()}
             got = backend.read_blocks(list(prev_blocks.values()), attrs=("content_hash",))
             prev_hashes = {b: str(v["content_hash"]) for b, v in got.items()}
-        blocks: dict[str, int] = {}
         new_rows: list[tuple[int, str, int, str, bytes]] = []
-        fresh = iter(_new_block_ids(len(GROUPS) + 1))
-        for g in (*GROUPS, "cif"):
+        shared = {g: prev_blocks[g] for g in (*GROUPS, "cif")
+                  if g in prev_blocks and prev_hashes.get(prev_blocks[g]) == encoded[g][1]}
+        fresh = [g for g in (*GROUPS, "cif") if g not in shared]
+        split = [g for g in fresh if g in chunked]
+        n_chunks = max((len(chunked[g].chunks) for g in split), default=0)
+        ids = _new_block_ids(len(fresh) + n_chunks * len(split))
+        # unchanged groups share the previous version's block (and its chunks)
+        blocks = {g: shared[g] if g in shared else ids[fresh.index(g)] for g in (*GROUPS, "cif")}
+        for g in fresh:
             blob, digest = encoded[g]
-            old = prev_blocks.get(g)
-            if old is not None and prev_hashes.get(old) == digest:
-                blocks[g] = old  # unchanged: share the previous version's block
-                continue
-            blocks[g] = next(fresh)
+            if g in chunked:  # chunks interleaved across groups: chunk k of every group sits side by side
+                first, stride = len(fresh) + split.index(g) - fresh.index(g), len(split)
+                blob = chunked[g].manifest(first, stride)
+                for k, (cblob, cdigest, n) in enumerate(chunked[g].chunks):
+                    cid = blocks[g] + first + stride * k
+                    new_rows.append((cid, chunk_group(g, k, blocks[g]), n, cdigest, cblob))
             new_rows.append((blocks[g], g, entry.n_atoms if g != "cif" else len(entry.categories), digest, blob))
+        if chunked and backend.encoding_version != CHUNKED_ENCODING_VERSION:
+            backend.set_meta("moldb.encoding_version", CHUNKED_ENCODING_VERSION)  # before any chunked block lands
+            backend.encoding_version = CHUNKED_ENCODING_VERSION
         backend.write_blocks(ts, eid, new_rows)
         _store_templates(backend, ts, entry)
-        new_groups = [r[1] for r in new_rows]
+        new_groups = [r[1] for r in new_rows if "#" not in r[1]]  # groups, not their chunk cells
         for _name, hook in ingest_hooks():
             hook(backend, ts, eid, entry, dict(blocks), new_groups)
         all_hashes = {g: encoded[g][1] for g in (*GROUPS, "cif")}

@@ -1,116 +1,109 @@
 """Evaluate a plan node on one entry: vectorised masks over decoded columns, decoded lazily.
 
-:class:`EntryContext` holds the entry's fetched blobs and decodes a column only when a
-predicate asks for it (each column of a blob is compressed on its own). Spatial leaves
-use the grid index (:mod:`moldb.query.spatial`) and decode no coordinates when the
-index can answer.
+:class:`~moldb.query.context.EntryContext` holds the entry's column groups and decodes a
+column only when a predicate asks for it (each column of a blob is compressed on its
+own), over the context's scope of rows (the pages zone maps kept, for chunked entries).
+Spatial leaves use the grid index (:mod:`moldb.query.spatial`) and decode the coordinates
+of its candidate rows only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgpack
 import numpy as np
-import pyarrow as pa
 
-from moldb.query.nodes import XYZ, All, And, Box, Cmp, Entry, IsIn, Node, Not, Or, Range, Rows, Within
-from moldb.query.spatial import lookup, near, point_ranges
+from moldb.query.context import EntryContext
+from moldb.query.ligands import ligand_atoms
+from moldb.query.nodes import All, And, Box, Cmp, Entry, IsIn, Node, Not, Or, Range, Rows, Within
+from moldb.query.spatial import lookup, near
+from moldb.query.zones import plan_scope
 from moldb.schema.columns import COLUMN_BY_NAME
-from moldb.storage.blob import read_blob_columns, read_header
 
-__all__ = ["EntryContext", "evaluate", "may_match"]
+__all__ = ["EntryContext", "evaluate", "may_match", "scope_of", "within_points"]
 
-_ZSTD = pa.Codec("zstd")
 _NUMPY_OPS = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal, ">": np.greater,
               ">=": np.greater_equal}
 
 
-class EntryContext:
-    """Columns of one entry version, decoded on demand.
+def scope_of(node: Node, ctx: EntryContext) -> np.ndarray | None:
+    """Zones (pages) of a chunked entry ``node`` can match (one bool per zone; None: not chunked)."""
+    return plan_scope(node, ctx, lambda w: within_points(w, ctx))
 
-    Parameters
-    ----------
-    backend : Backend
-    entry : str
-    blocks : dict[str, int]
-        Column group → block id.
-    n : int
-        Rows (atoms).
-    blobs : dict[str, bytes]
-        Blobs already fetched, by group; others are fetched when needed.
+
+def within_points(node: Within, ctx: EntryContext) -> np.ndarray:
+    """Coordinates of the atoms ``node.of`` selects (the ligand of a pocket query), found once per context.
+
+    In a chunked entry the ligand is searched in the zones its own predicate allows, not
+    in the context's scope (which may not hold it); its coordinates come from the grid
+    index header (ligand atoms) when it has them, else from the pages holding its rows.
     """
+    assert node.of is not None
+    if node in ctx.points:
+        return ctx.points[node]
+    header = _index_header(ctx)
+    lig = None if header is None or "topo" not in ctx.blocks else ligand_atoms(node.of, ctx.entry,
+                                                                                ctx.blocks["topo"], header)
+    if lig is not None:  # the ligand table of the grid index answered: no identifier read
+        ctx.points[node] = lig[1]
+        return lig[1]
+    if ctx.bounds is None:
+        rows = ctx.global_rows(evaluate(node.of, ctx))
+    else:
+        zones = scope_of(node.of, ctx)
+        sub = ctx.sibling(None if zones is None else np.flatnonzero(zones))
+        rows = sub.global_rows(evaluate(node.of, sub)) if sub.n else np.zeros(0, np.int64)
+    points = None
+    if rows.size and not ctx.has_xyz() and header is not None:
+        # the ligand's coordinates from the index header: no decode of the entry's coordinates
+        het_rows, het_xyz = header["het_rows"], header["het_xyz"]
+        if het_rows.size:
+            pos = np.searchsorted(het_rows, rows)
+            if np.all(pos < het_rows.size) and np.array_equal(het_rows[np.minimum(pos, het_rows.size - 1)], rows):
+                points = het_xyz[pos]
+    if points is None:
+        if not rows.size:
+            points = np.zeros((0, 3))
+        elif ctx.has_xyz() and ctx.rows is None:
+            points = ctx.xyz()[rows]
+        else:
+            points = ctx.coordinates(rows)
+    ctx.points[node] = points
+    return points
 
-    def __init__(self, backend: Any, entry: str, blocks: dict[str, int], n: int, blobs: dict[str, bytes]) -> None:
-        self.backend, self.entry, self.blocks, self.n = backend, entry, blocks, n
-        self.blobs = dict(blobs)
-        self.values: dict[str, Any] = {}
-        self.nulls: dict[str, np.ndarray | None] = {}
-        self.known_rows = np.zeros(0, dtype=np.int64)  # rows whose coordinates the grid index returned
-        self.known_xyz = np.zeros((0, 3))
-        self.index_reads = 0
 
-    def blob(self, group: str) -> bytes:
-        """The blob of ``group``, fetched now if it was not prefetched."""
-        if group not in self.blobs:
-            b = self.blocks[group]
-            self.blobs[group] = self.backend.read_blocks([b])[b]["data"]
-        return self.blobs[group]
-
-    def dictionary(self, column: str) -> list[str] | None:
-        """The string dictionary of a ``topo`` column without decoding its codes (None: no such column)."""
-        blob = self.blob("topo")
-        header, base = read_header(blob)
-        for col in header["cols"]:
-            if col["name"] == column and "dict" in col:
-                off, clen, ulen = col["dict"]
-                raw = _ZSTD.decompress(memoryview(blob)[base + off: base + off + clen], decompressed_size=ulen,
-                                       asbytes=True)
-                return list(msgpack.unpackb(raw, raw=False))
+def _index_header(ctx: EntryContext) -> dict[str, Any] | None:
+    if "xyz" not in ctx.blocks or not ctx.backend.has_array("spatial"):
         return None
+    probe = lookup(ctx.backend, ctx.blocks["xyz"], np.full(3, np.inf), np.full(3, -np.inf))
+    return None if probe is None else probe[2]
 
-    def column(self, name: str) -> tuple[Any, np.ndarray | None]:
-        """``(values, null mask)``; strings as ``(codes, dictionary)``; a missing column is all null."""
-        if name not in self.values:
-            spec = COLUMN_BY_NAME.get(name)
-            group = spec.group if spec is not None else "topo"
-            vals, masks, _, _ = read_blob_columns(self.blob(group), [name]) if group in self.blocks else ({}, {}, 0, 0)
-            if name in vals:
-                self.values[name] = vals[name]
-                m = masks.get(name)
-                self.nulls[name] = None if m is None else m != 0
-            else:
-                kind = spec.kind if spec is not None else "str"
-                self.values[name] = (np.zeros(self.n, np.uint8), [""]) if kind == "str" else np.zeros(self.n)
-                self.nulls[name] = np.ones(self.n, dtype=bool)
-        return self.values[name], self.nulls[name]
 
-    def xyz(self) -> np.ndarray:
-        """All coordinates, (n, 3) float64 (decodes the ``xyz`` block)."""
-        return np.column_stack([self.column(c)[0] for c in XYZ]).astype(np.float64, copy=False)
-
-    def has_xyz(self) -> bool:
-        """Whether the coordinates are already decoded."""
-        return all(c in self.values for c in XYZ)
-
-    def from_index(self, lo: np.ndarray, hi: np.ndarray, ranges: list[tuple[int, int]] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
-        """Candidate rows and coordinates from the grid index (None when the block has no index)."""
-        if self.has_xyz():
-            return None
-        got = lookup(self.backend, self.blocks["xyz"], lo, hi, ranges)
-        self.index_reads += 1
-        if got is not None:
-            self.known_rows = np.r_[self.known_rows, got[0]]
-            self.known_xyz = np.r_[self.known_xyz, got[1]]
-        return got
+def _from_index(ctx: EntryContext, lo: np.ndarray, hi: np.ndarray, points: np.ndarray | None, r: float
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Candidate rows (global, in scope) and their coordinates from the grid index (None: no index)."""
+    if ctx.has_xyz() or "xyz" not in ctx.blocks:
+        return None
+    rows = ctx.candidates(lo, hi, points, r)
+    ctx.index_reads += 1
+    if rows is None:
+        return None
+    if ctx.rows is not None:
+        rows = rows[ctx.local(rows)[1]]  # outside the scope the plan cannot match
+    xyz = ctx.coordinates(rows) if rows.size else np.zeros((0, 3))
+    ctx.known_rows = np.r_[ctx.known_rows, rows]
+    ctx.known_xyz = np.r_[ctx.known_xyz, xyz]
+    return rows, xyz
 
 
 def _string_mask(ctx: EntryContext, column: str, values: tuple[Any, ...], negate: bool) -> np.ndarray:
     (codes, dictionary), null = ctx.column(column)
     want = {str(v) for v in values}
     hit_codes = np.array([i for i, s in enumerate(dictionary) if s in want], dtype=np.int64)
-    mask = np.isin(codes, hit_codes) if hit_codes.size else np.zeros(ctx.n, dtype=bool)
+    if hit_codes.size == 1:
+        mask = codes == hit_codes[0]
+    else:
+        mask = np.isin(codes, hit_codes) if hit_codes.size else np.zeros(ctx.n, dtype=bool)
     if negate:
         mask = ~mask
     return mask & ~null if null is not None else mask
@@ -127,30 +120,22 @@ def _numeric(ctx: EntryContext, column: str) -> tuple[np.ndarray, np.ndarray | N
 
 def _spatial(ctx: EntryContext, lo: np.ndarray, hi: np.ndarray, points: np.ndarray | None, r: float) -> np.ndarray:
     mask = np.zeros(ctx.n, dtype=bool)
-    got = ctx.from_index(lo, hi, None if points is None else point_ranges(points, r))
-    rows, xyz = (got[0], got[1]) if got is not None else (np.arange(ctx.n), ctx.xyz())
+    got = _from_index(ctx, lo, hi, points, r)
+    if got is None:
+        xyz = ctx.xyz()
+        inside = np.all((xyz >= lo) & (xyz <= hi), axis=1) if points is None else near(points, xyz, r)
+        return inside
+    rows, xyz = got
     inside = np.all((xyz >= lo) & (xyz <= hi), axis=1) if points is None else near(points, xyz, r)
-    mask[rows[inside]] = True
+    pos, ok = ctx.local(rows[inside])
+    mask[pos[ok]] = True
     return mask
 
 
 def _within_of(ctx: EntryContext, node: Within) -> np.ndarray:
-    assert node.of is not None
-    of = evaluate(node.of, ctx)
-    if not of.any():
+    points = within_points(node, ctx)
+    if not len(points):
         return np.zeros(ctx.n, dtype=bool)
-    of_rows = np.flatnonzero(of)
-    points = None
-    if not ctx.has_xyz() and ctx.backend.has_array("spatial"):
-        # the ligand's coordinates from the index header: no decode of the entry's coordinates
-        probe = lookup(ctx.backend, ctx.blocks["xyz"], np.full(3, np.inf), np.full(3, -np.inf))
-        if probe is not None:
-            het_rows, het_xyz = probe[2]["het_rows"], probe[2]["het_xyz"]
-            pos = np.searchsorted(het_rows, of_rows)
-            if np.all(pos < het_rows.size) and np.array_equal(het_rows[np.minimum(pos, het_rows.size - 1)], of_rows):
-                points = het_xyz[pos]
-    if points is None:
-        points = ctx.xyz()[of_rows]
     return _spatial(ctx, points.min(0) - node.radius, points.max(0) + node.radius, points, node.radius)
 
 
@@ -165,7 +150,8 @@ def evaluate(node: Node, ctx: EntryContext) -> np.ndarray:
         raw = node.of(ctx.entry)
         if raw is not None:
             rows = np.frombuffer(raw, dtype=np.int64)
-            mask[rows[rows < ctx.n]] = True
+            pos, ok = ctx.local(np.unique(rows[(rows >= 0) & (rows < ctx.total)]))
+            mask[pos[ok]] = True
         return mask
     if isinstance(node, (Cmp, IsIn)) and COLUMN_BY_NAME.get(node.column, None) is not None \
             and COLUMN_BY_NAME[node.column].kind == "str":

@@ -10,41 +10,51 @@ Execution reads as little as it can, in this order:
 3. **Groups**: blobs of the groups the predicates read are fetched for a chunk of
    entries in one TileDB query (``aniso`` / ``adp`` only when asked for); coordinates
    used only by ``box`` / ``within`` come from the grid index instead.
-4. **Columns**: each predicate decodes only its column; output columns are decoded
-   for the selected entries only.
+4. **Chunks** (entries stored as row chunks, :mod:`moldb.storage.chunks`): the zone maps
+   of the manifests pick the pages that can match (:mod:`moldb.query.zones`); only the
+   chunks holding them are fetched — with the output groups' chunks in the same query
+   when few — and predicates decode those pages only.
+5. **Columns**: each predicate decodes only its column; output columns are decoded
+   for the selected entries only (in chunked entries, only the pages holding the rows).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from moldb.errors import ValidationError
-from moldb.query.evaluate import EntryContext, evaluate, may_match
-from moldb.query.nodes import XYZ, And, Box, Cmp, Entry, IsIn, Node, Not, Or, Plan, Range, Within, columns, entry_filter
+from moldb.query.candidates import Candidate, candidates
+from moldb.query.context import EntryContext
+from moldb.query.evaluate import evaluate, may_match, scope_of
+from moldb.query.nodes import (
+    XYZ,
+    All,
+    And,
+    Box,
+    Cmp,
+    Entry,
+    IsIn,
+    Node,
+    Not,
+    Or,
+    Plan,
+    Range,
+    Within,
+    columns,
+)
+from moldb.query.output import output_groups, output_table
 from moldb.query.selection import parse
-from moldb.schema.columns import COLUMN_BY_NAME, GROUPS
+from moldb.schema.columns import COLUMN_BY_NAME
+from moldb.storage.groups import open_groups
 
-__all__ = ["Candidate", "compile_keywords", "execute"]
+__all__ = ["Candidate", "compile_keywords", "execute", "output_groups", "output_table"]
 
 CHUNK_ATOMS = 2_000_000  # atoms whose blobs are fetched in one query (bounds memory)
 CHUNK_ENTRIES = 256
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """An entry version a query will look at."""
-
-    entry: str
-    version: int
-    blocks: dict[str, int]
-    n_atoms: int
-    summary: dict[str, Any]
+PREFETCH_ROWS = 262_144  # a chunked entry's scope this small gets its output chunks with the predicates'
 
 
 def _strs(v: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -105,56 +115,6 @@ def compile_keywords(entries: str | Sequence[str] | None = None, chains: str | S
     return Plan(where=node, altloc=altloc)
 
 
-def candidates(store: Any, plan: Plan) -> list[Candidate]:
-    """Latest version of each entry (at ``store.as_of``) the plan can match, from the versions index."""
-    cells = store._backend.versions_index()
-    ent = np.asarray(cells["entry"], dtype=object)
-    keep = np.ones(ent.size, dtype=bool)
-    if store.as_of is not None:
-        keep &= np.asarray(cells["ts"]) <= store.as_of
-    only = entry_filter(plan.where)
-    if only is not None:
-        keep &= np.isin(ent, np.array(sorted(only), dtype=object))
-    idx = np.flatnonzero(keep)
-    if not idx.size:
-        return []
-    ver = np.asarray(cells["version"])[idx]
-    order = idx[np.lexsort((ver, ent[idx]))]
-    last = order[np.r_[ent[order][1:] != ent[order][:-1], True]]
-    out = []
-    for i in last:
-        summary = json.loads(cells["summary"][i]) if _summary_prunes(plan.where) else {}
-        if summary and not _summary_may_match(plan.where, summary):
-            continue
-        out.append(Candidate(str(ent[i]), int(cells["version"][i]), {k: int(v) for k, v in
-                             json.loads(cells["blocks"][i]).items()}, int(cells["n_atoms"][i]), summary))
-    return out
-
-
-# Atom columns whose distinct values each version's summary lists: an equality test on them prunes
-# entries from the versions index alone, before any block is read (summaries written before a key
-# was added lack it, and those entries are read as before).
-_SUMMARY_KEYS = {"auth_asym_id": "auth_chains", "label_asym_id": "chains", "label_alt_id": "altlocs",
-                 "label_comp_id": "residues", "type_symbol": "elements"}
-
-
-def _summary_prunes(node: Node) -> bool:
-    return any(c in _SUMMARY_KEYS for c in columns(node))
-
-
-def _summary_may_match(node: Node, summary: dict[str, Any]) -> bool:
-    if isinstance(node, (Cmp, IsIn)) and node.column in _SUMMARY_KEYS and _SUMMARY_KEYS[node.column] in summary:
-        if isinstance(node, Cmp) and node.op != "==":
-            return True
-        vals = node.values if isinstance(node, IsIn) else (node.value,)
-        return bool({str(v) for v in vals} & set(summary[_SUMMARY_KEYS[node.column]]))
-    if isinstance(node, And):
-        return all(_summary_may_match(i, summary) for i in node.items)
-    if isinstance(node, Or):
-        return any(_summary_may_match(i, summary) for i in node.items)
-    return True
-
-
 def _groups(node: Node, altloc: str) -> set[str]:
     cols = columns(node) - set(XYZ) if _xyz_only_spatial(node) else columns(node)
     if altloc != "all":
@@ -202,42 +162,93 @@ def _altloc_mask(ctx: EntryContext, mode: str) -> np.ndarray | None:
     return mask
 
 
-def execute(store: Any, plan: Plan, stop_at_first: bool = False) -> Iterator[tuple[Candidate, np.ndarray,
-                                                                                  EntryContext]]:
+def execute(store: Any, plan: Plan, stop_at_first: bool = False, output: Sequence[str] | None = None,
+            chunk_atoms: int = CHUNK_ATOMS) -> Iterator[tuple[Candidate, np.ndarray, EntryContext]]:
     """Yield ``(candidate, selected rows, context)`` per entry with at least one selected row.
 
-    Blobs are fetched for chunks of entries (≤ :data:`CHUNK_ATOMS` atoms) in one query each,
-    so memory is bounded by a chunk whatever the store's size.
+    Blocks are fetched for chunks of entries (≤ ``chunk_atoms`` atoms) in one query each,
+    so memory is bounded by a chunk whatever the store's size. For a chunked entry the
+    zone maps first narrow the context to the zones (pages) that can match (:func:`scope_of`),
+    and only the chunks holding them are fetched — with the chunks of the ``output`` groups
+    (the groups the caller reads for the selected rows) in the same query when the scope is small.
+    The output groups of the plain entries that matched are opened in one query per chunk of
+    entries, after its evaluation.
     """
     backend = store._backend
     cands = candidates(store, plan)
     groups = _groups(plan.where, plan.altloc)
     prune = any(isinstance(n, (Cmp, IsIn)) and n.column in COLUMN_BY_NAME and COLUMN_BY_NAME[n.column].kind == "str"
                 and COLUMN_BY_NAME[n.column].group == "topo" for n in _leaves(plan.where))
+    need = sorted(groups | ({"topo"} if prune else set()))
+    spatial = any(isinstance(n, (Box, Within)) for n in _nodes(plan.where))
+    out = [g for g in (output or ()) if g not in need]
+    # the output groups of the entries that matched are opened together after a chunk's evaluation (coordinates
+    # of a spatial query come from the grid index)
+    late = [g for g in out if not (spatial and g == "xyz")]
     start = 0
     while start < len(cands):
         stop, atoms = start, 0
-        while stop < len(cands) and (stop == start or (atoms + cands[stop].n_atoms <= CHUNK_ATOMS
+        while stop < len(cands) and (stop == start or (atoms + cands[stop].n_atoms <= chunk_atoms
                                                        and stop - start < CHUNK_ENTRIES)):
             atoms += cands[stop].n_atoms
             stop += 1
         chunk = cands[start:stop]
         start = stop
-        fetch = sorted(groups | ({"topo"} if prune else set()))
-        data = backend.read_blocks([c.blocks[g] for c in chunk for g in fetch]) if fetch else {}
-        for c in chunk:
-            ctx = EntryContext(backend, c.entry, c.blocks, c.n_atoms, {g: data[c.blocks[g]]["data"] for g in fetch})
+        opened = open_groups(backend, [c.blocks for c in chunk], need) if need else [{} for _ in chunk]
+        hits: list[tuple[Candidate, np.ndarray, EntryContext]] = []
+        for c, srcs in zip(chunk, opened, strict=True):
+            ctx = EntryContext(backend, c.entry, c.blocks, c.n_atoms, srcs)
             if prune and not may_match(plan.where, ctx):
+                continue
+            if ctx.bounds is not None and not _narrow(ctx, plan, need, out, spatial):
                 continue
             mask = evaluate(plan.where, ctx)
             alt = _altloc_mask(ctx, plan.altloc)
             if alt is not None:
                 mask &= alt
-            rows = np.flatnonzero(mask)
-            if rows.size:
+            rows = ctx.global_rows(mask)
+            if rows.size and (stop_at_first or not late):
                 yield c, rows, ctx
                 if stop_at_first:
                     return
+            elif rows.size:
+                hits.append((c, rows, ctx))
+        if hits:  # one query for the output groups of every entry of the chunk that matched
+            want = [{g: ctx.blocks[g] for g in late if g in ctx.blocks and g not in ctx.sources} for _, _, ctx in hits]
+            for (_, _, ctx), srcs in zip(hits, open_groups(backend, want, late), strict=True):
+                ctx.sources.update(srcs)
+            yield from hits
+            hits.clear()
+
+
+def _narrow(ctx: EntryContext, plan: Plan, need: list[str], out: list[str], spatial: bool) -> bool:
+    """Scope a chunked entry to the zones its zone maps allow and prefetch their chunks; False: none can match."""
+    if out or spatial:
+        ctx.open(set(out) | ({"xyz"} if spatial else set()))  # manifests: the zone maps of every group
+    scope = scope_of(plan.where, ctx)
+    if scope is None or scope.all():
+        return True  # nothing to prune: columns are fetched as predicates ask for them
+    if not scope.any():
+        return False
+    ctx.restrict(np.flatnonzero(scope))
+    small = ctx.n <= PREFETCH_ROWS
+    main = _groups(_outside_of(plan.where), plan.altloc) & set(need)  # a ligand's own columns were read already
+    ctx.prefetch(main | (set(out) if small else set()) | ({"xyz"} if spatial and small else set()))
+    return True
+
+
+def _outside_of(node: Node) -> Node:
+    """``node`` with the ``of`` selections of ``within … of`` replaced by :class:`All` (their columns
+    are read while finding the ligand, not over the scope)."""
+    if isinstance(node, Within) and node.of is not None:
+        return Within(node.radius, All(), None)
+    if isinstance(node, And):
+        return And(tuple(_outside_of(i) for i in node.items))
+    if isinstance(node, Or):
+        return Or(tuple(_outside_of(i) for i in node.items))
+    if isinstance(node, Not):
+        return Not(_outside_of(node.item))
+    return node
 
 
 def _leaves(node: Node) -> list[Node]:
@@ -248,33 +259,11 @@ def _leaves(node: Node) -> list[Node]:
     return [node]
 
 
-def output_table(ctx: EntryContext, rows: np.ndarray, cols: Sequence[str] | None) -> pa.Table:
-    """The selected rows of one entry, with ``entry`` first, then the atom columns asked for."""
-    from moldb.storage.codec import decode_group
-
-    want = None if cols is None else [c for c in cols if c != "entry"]
-    arrays: dict[str, pa.Array] = {}
-    order: list[str] = []
-    known = np.full(ctx.n, -1, dtype=np.int64)
-    known[ctx.known_rows] = np.arange(ctx.known_rows.size)
-    use_index = not ctx.has_xyz() and ctx.known_rows.size and bool(np.all(known[rows] >= 0))
-    for g in GROUPS:
-        gcols = None if want is None else [c for c in want if COLUMN_BY_NAME.get(c, None) is None
-                                            or COLUMN_BY_NAME[c].group == g]
-        if g == "xyz" and use_index and (gcols is None or set(gcols) <= set(XYZ)):
-            pos = known[rows]
-            for i, c in enumerate(XYZ):
-                if gcols is None or c in gcols:
-                    arrays[c] = pa.array(ctx.known_xyz[pos, i])
-            continue
-        if gcols == [] or g not in ctx.blocks:
-            continue
-        arrs, _, _, _, meta = decode_group(ctx.blob(g), gcols)
-        take = pa.array(rows)
-        arrays.update({k: v.take(take) for k, v in arrs.items()})
-        if g == "topo":
-            order = list(meta.get("atom_items", []))
-    names = [c for c in (want if want is not None else order) if c in arrays]
-    names += [c for c in arrays if c not in names]
-    entry = pa.array(np.full(rows.size, ctx.entry, dtype=object), type=pa.string())
-    return pa.table({"entry": entry, **{c: arrays[c] for c in names}})
+def _nodes(node: Node) -> list[Node]:
+    if isinstance(node, (And, Or)):
+        return [node, *(x for i in node.items for x in _nodes(i))]
+    if isinstance(node, Not):
+        return [node, *_nodes(node.item)]
+    if isinstance(node, Within) and node.of is not None:
+        return [node, *_nodes(node.of)]
+    return [node]

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from moldb.query.candidates import entries_from_summaries
 from moldb.query.nodes import XYZ, Plan
-from moldb.query.plan import execute, output_table
+from moldb.query.output import output_groups, output_table
+from moldb.query.plan import CHUNK_ATOMS, execute
 
 __all__ = ["Selection"]
 
@@ -43,7 +45,14 @@ class Selection:
         return {c.entry: rows for c, rows, _ in execute(self.store, self.plan)}
 
     def entries(self) -> list[str]:
-        """Ids of the entries with at least one selected atom."""
+        """Ids of the entries with at least one selected atom.
+
+        A single residue-name / element / chain / altloc test (``resname GTP``) is answered from
+        the version summaries of the cached versions index: no block is read.
+        """
+        known = entries_from_summaries(self.store, self.plan)
+        if known is not None:
+            return known
         return [c.entry for c, _, _ in execute(self.store, self.plan)]
 
     def any(self) -> bool:
@@ -53,11 +62,13 @@ class Selection:
     def batches(self, size: int = 65_536, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
         """Stream the selected rows as tables of at most ``size`` rows (never spanning entries).
 
-        Memory is bounded by one chunk of entries' blobs plus one entry's selected rows.
+        Memory is bounded by the blobs of a chunk of entries (about four batches of atoms) plus one
+        batch; an entry stored as row chunks is read a batch's chunks at a time.
         """
         if size < 1:
             raise ValueError("batch size must be >= 1")
-        for _, rows, ctx in execute(self.store, self.plan):
+        fetch_atoms = min(CHUNK_ATOMS, max(4 * size, 262_144))  # blobs in memory scale with the batch
+        for _, rows, ctx in execute(self.store, self.plan, output=output_groups(columns), chunk_atoms=fetch_atoms):
             for s in range(0, rows.size, size):
                 yield output_table(ctx, rows[s:s + size], columns)
 
@@ -66,7 +77,8 @@ class Selection:
 
         Entries whose atom tables differ (an entry without ``U11`` …) get nulls in the missing columns.
         """
-        tables = [output_table(ctx, rows, columns) for _, rows, ctx in execute(self.store, self.plan)]
+        tables = [output_table(ctx, rows, columns)
+                  for _, rows, ctx in execute(self.store, self.plan, output=output_groups(columns))]
         if not tables:
             return pa.table({"entry": pa.array([], type=pa.string())})
         return pa.concat_tables(tables, promote_options="permissive")
@@ -74,7 +86,8 @@ class Selection:
     def to_numpy(self, what: str = "xyz") -> np.ndarray:
         """``"xyz"`` → (n, 3) float64 coordinates; a column name → that column as a 1-D array."""
         if what == "xyz":
-            parts = [output_table(ctx, rows, list(XYZ)) for _, rows, ctx in execute(self.store, self.plan)]
+            parts = [output_table(ctx, rows, list(XYZ))
+                     for _, rows, ctx in execute(self.store, self.plan, output=["xyz"])]
             if not parts:
                 return np.zeros((0, 3))
             return np.concatenate([np.column_stack([t.column(c).to_numpy() for c in XYZ]) for t in parts])

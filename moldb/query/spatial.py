@@ -4,16 +4,19 @@ Design (see ``docs/query.md``): at ingest an ingest hook bins every atom of a ne
 ``xyz`` block into cubic cells of :data:`CELL` Å and writes ONE ``spatial`` cell per
 block: a compact blob (:mod:`moldb.storage.blob`) of row runs — (packed cell key,
 first row, run length), sorted by cell — plus a header with the grid bounds and the
-rows and coordinates of the non-water HETATM atoms (ligands). Atoms of a cell are
+rows, coordinates and identifiers of the non-water HETATM atoms (ligands,
+:mod:`moldb.query.ligands`). Atoms of a cell are
 mostly consecutive rows (residues), so the index costs 0.2–0.4 bytes per atom instead
 of a second copy of the coordinates. A box or point query reads that one cell,
 selects the runs of the intersecting cells, and refines exactly with the entry's own
-coordinates (decoded from its ``xyz`` block only).
+coordinates, decoding only the three coordinate columns and, for chunked blocks
+(``moldb.storage.chunks``), only the chunks and pages that hold the candidate rows.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,9 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from moldb.ingest.hooks import register_ingest_hook
+from moldb.query.ligands import add_ligand_table
 from moldb.storage.blob import BlobWriter, read_blob_columns
+from moldb.storage.groups import fetch, open_groups
 
-__all__ = ["CELL", "cell_ranges", "index_block", "lookup", "near", "point_ranges"]
+__all__ = ["CELL", "candidates", "cell_ranges", "index_block", "lookup", "near", "point_ranges"]
 
 CELL = 16.0  # Å: longer row runs per cell (0.2-0.4 bytes per atom), still few candidates
 _OFF = 1 << 20  # grid indices are offset into [0, 2**21) and packed 21 bits each
@@ -44,8 +49,13 @@ def _xyz_of(table: pa.Table) -> np.ndarray:
     return np.column_stack([table.column(c).fill_null(0.0).to_numpy() for c in ("Cartn_x", "Cartn_y", "Cartn_z")])
 
 
-def build_index(table: pa.Table, decimals: dict[str, int]) -> tuple[bytes, dict[str, Any]] | None:
-    """The index blob and header of one coordinate table; None if the grid cannot hold it."""
+def build_index(table: pa.Table, decimals: dict[str, int], topo_block: int | None = None
+                ) -> tuple[bytes, dict[str, Any]] | None:
+    """The index blob and header of one coordinate table; None if the grid cannot hold it.
+
+    ``topo_block`` is the id of the version's ``topo`` block: the ligand table
+    (:mod:`moldb.query.ligands`) is used only with that block.
+    """
     if not all(c in table.column_names for c in ("Cartn_x", "Cartn_y", "Cartn_z")) or table.num_rows == 0:
         return None
     xyz = _xyz_of(table)
@@ -74,12 +84,14 @@ def build_index(table: pa.Table, decimals: dict[str, int]) -> tuple[bytes, dict[
     for i, c in enumerate("xyz"):
         w.add_floats(f"het_{c}", xyz[het_rows, i], dec)
     meta = {"cell": CELL, "dec": dec, "n": int(table.num_rows), "lo": g.min(0).tolist(), "hi": g.max(0).tolist()}
+    meta.update(add_ligand_table(w, table, het_rows, topo_block))
     return w.finish(meta), meta
 
 
-def index_block(backend: Any, ts: int, block: int, table: pa.Table, decimals: dict[str, int]) -> bool:
+def index_block(backend: Any, ts: int, block: int, table: pa.Table, decimals: dict[str, int],
+                topo_block: int | None = None) -> bool:
     """Write the grid index of one ``xyz`` block; False (nothing written) if it cannot be indexed."""
-    built = build_index(table, decimals)
+    built = build_index(table, decimals, topo_block)
     if built is None:
         return False
     blob, meta = built
@@ -91,7 +103,7 @@ def index_block(backend: Any, ts: int, block: int, table: pa.Table, decimals: di
 def _hook(backend: Any, ts: int, entry_id: str, parsed: Any, blocks: dict[str, int], new_groups: list[str]) -> None:
     if "xyz" not in new_groups or not backend.has_array("spatial"):
         return  # a shared xyz block is already indexed; stores without the array are scanned
-    index_block(backend, ts, blocks["xyz"], parsed.atoms, parsed.decimals)
+    index_block(backend, ts, blocks["xyz"], parsed.atoms, parsed.decimals, blocks.get("topo"))
 
 
 register_ingest_hook("moldb.query.spatial", _hook)
@@ -146,30 +158,33 @@ def _header(backend: Any, block: int) -> dict[str, Any] | None:
     blob = backend.read_spatial(block)
     if blob is None:
         return None
-    values, _, meta, _ = read_blob_columns(blob)
+    values, masks, meta, _ = read_blob_columns(blob)
     het_xyz = np.column_stack([values[f"het_{c}"] for c in "xyz"]) if len(values["het_rows"]) else np.zeros((0, 3))
     header = {**meta, "keys": values["key"], "starts": values["start"], "lens": values["len"],
-              "het_rows": values["het_rows"], "het_xyz": het_xyz}
+              "het_rows": values["het_rows"], "het_xyz": het_xyz,
+              "lig_values": {k[4:]: v for k, v in values.items() if k.startswith("lig:")},
+              "lig_masks": {k[4:]: v for k, v in masks.items() if k.startswith("lig:")}}
     if len(cache) > 256:
         cache.clear()
     cache[block] = header
     return header
 
 
-def _coordinates(backend: Any, block: int) -> np.ndarray:
-    """All coordinates of an ``xyz`` block (3 columns decoded; the other groups are not read)."""
-    blob = backend.read_blocks([block])[block]["data"]
-    values, _, _, _ = read_blob_columns(blob, ["Cartn_x", "Cartn_y", "Cartn_z"])
+def _coordinates(backend: Any, block: int, rows: np.ndarray) -> np.ndarray:
+    """Coordinates of ``rows`` of an ``xyz`` block (only the chunks and pages holding them are decoded)."""
+    src = open_groups(backend, [{"xyz": block}], ["xyz"])[0]["xyz"]
+    if src.chunked:
+        fetch(backend, [(src, src.chunks_holding(rows))])
+    values, _ = src.take(["Cartn_x", "Cartn_y", "Cartn_z"], rows)
     return np.column_stack([values[c] for c in ("Cartn_x", "Cartn_y", "Cartn_z")])
 
 
-def lookup(backend: Any, block: int, lo: Any, hi: Any, ranges: list[tuple[int, int]] | None = None
-           ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
-    """Rows and exact coordinates of the atoms in the cells intersecting ``[lo, hi]`` (or ``ranges``).
+def candidates(backend: Any, block: int, lo: Any, hi: Any, ranges: list[tuple[int, int]] | None = None
+               ) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """Rows (sorted) of the atoms in the cells intersecting ``[lo, hi]`` (or ``ranges``), and the header.
 
-    Returns ``None`` when the block has no index (stores without the ``spatial`` array,
-    blocks written before it existed, coordinates that do not fit the grid). The third
-    item is the header: grid ``meta`` plus ``het_rows`` / ``het_xyz`` (ligand atoms).
+    ``None`` when the block has no index (stores without the ``spatial`` array, blocks
+    written before it existed, coordinates that do not fit the grid).
     """
     if not backend.has_array("spatial"):
         return None
@@ -181,24 +196,44 @@ def lookup(backend: Any, block: int, lo: Any, hi: Any, ranges: list[tuple[int, i
         full = [-_OFF + 1] * 3, [_OFF - 1] * 3
         ranges = cell_ranges(lo, hi, *full) if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) else []
     if not ranges:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), header
+        return np.zeros(0, dtype=np.int64), header
     merged: list[list[int]] = []
-    for a, b in sorted(ranges):  # sorted, non-overlapping: one searchsorted decides membership
+    for a, b in sorted(ranges):  # sorted, merged: each range is one slice of the sorted keys
         if merged and a <= merged[-1][1] + 1:
             merged[-1][1] = max(merged[-1][1], b)
         else:
             merged.append([a, b])
     r0 = np.array([m[0] for m in merged], dtype=np.int64)
     r1 = np.array([m[1] for m in merged], dtype=np.int64)
-    keys = header["keys"]
-    idx = np.searchsorted(r0, keys, "right") - 1
-    hit = (idx >= 0) & (keys <= r1[np.maximum(idx, 0)])
+    keys = header["keys"]  # sorted: each key range is one slice of the runs (cost ~ ranges, not runs)
+    first, last = np.searchsorted(keys, r0, "left"), np.searchsorted(keys, r1, "right")
+    count = last - first
+    hit = np.repeat(first - np.r_[0, np.cumsum(count)[:-1]], count) + np.arange(int(count.sum()))
     starts, lens = header["starts"][hit], header["lens"][hit]
     if not lens.sum():
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), header
+        return np.zeros(0, dtype=np.int64), header
     rows = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(lens.sum())
     rows.sort()
-    return rows, _coordinates(backend, block)[rows], header
+    return rows, header
+
+
+def lookup(backend: Any, block: int, lo: Any, hi: Any, ranges: list[tuple[int, int]] | None = None,
+           coords: Callable[[np.ndarray], np.ndarray] | None = None
+           ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+    """Rows and exact coordinates of the atoms in the cells intersecting ``[lo, hi]`` (or ``ranges``).
+
+    Returns ``None`` when the block has no index (see :func:`candidates`). The third
+    item is the header: grid ``meta`` plus ``het_rows`` / ``het_xyz`` (ligand atoms).
+    ``coords(rows)`` reads the coordinates of candidate rows (default: from the block,
+    decoding only the chunks and pages that hold them).
+    """
+    got = candidates(backend, block, lo, hi, ranges)
+    if got is None:
+        return None
+    rows, header = got
+    if not rows.size:
+        return rows, np.zeros((0, 3)), header
+    return rows, (coords or (lambda r: _coordinates(backend, block, r)))(rows), header
 
 
 def near(points: np.ndarray, targets: np.ndarray, r: float) -> np.ndarray:

@@ -7,6 +7,7 @@ timestamps; it knows nothing of structures beyond the column groups.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,12 +20,15 @@ from moldb.errors import SchemaVersionError, StorageError, StoreExistsError, Sto
 from moldb.storage import engine
 from moldb.storage.arrays import ARRAY_NAMES, create_arrays
 from moldb.storage.block_cache import shared_cache
+from moldb.storage.chunks import DEFAULT_CHUNK_ROWS, DEFAULT_PAGE_ROWS
 from moldb.storage.lock import writer_lock
 
-__all__ = ["ENCODING_VERSION", "OBJECT_TYPE", "SCHEMA_VERSION", "Backend"]
+__all__ = ["CHUNKED_ENCODING_VERSION", "ENCODING_VERSION", "OBJECT_TYPE", "SCHEMA_VERSION", "Backend"]
 
 OBJECT_TYPE = "moldb.store"
-ENCODING_VERSION = "1"
+ENCODING_VERSION = "1"  # written at creation; raised to CHUNKED_ENCODING_VERSION by the first chunked block
+#: Encoding of stores holding chunked blocks (``moldb.storage.chunks``); this moldb reads "1" and "2".
+CHUNKED_ENCODING_VERSION = "2"
 SCHEMA_VERSION = 1
 CONSOLIDATE_EVERY = 64  # commits between light consolidations of the small arrays
 
@@ -64,7 +68,16 @@ class Backend:
             raise StoreNotFoundError(f"{self.uri}: a TileDB group, but not a moldb store (no moldb metadata)")
         self.schema_version = int(meta.get("moldb.schema_version", 0))
         self.encoding_version = str(meta.get("moldb.encoding_version", ""))
+        if self.encoding_version.isdigit() and int(self.encoding_version) > int(CHUNKED_ENCODING_VERSION):
+            raise SchemaVersionError(
+                f"{self.uri}: block encoding v{self.encoding_version} is newer than this moldb reads "
+                f"(v{CHUNKED_ENCODING_VERSION}); upgrade moldb to open it"
+            )
         self.meta = meta
+        #: Blocks of more than ``chunk_rows`` rows are written as row chunks of that size, cut into pages of
+        #: ``page_rows`` (``moldb.storage.chunks``); ``MOLDB_CHUNK_ROWS`` / ``MOLDB_PAGE_ROWS``, 0 disables.
+        self.chunk_rows = int(os.environ.get("MOLDB_CHUNK_ROWS", DEFAULT_CHUNK_ROWS))
+        self.page_rows = int(os.environ.get("MOLDB_PAGE_ROWS", DEFAULT_PAGE_ROWS))
         self._readers: dict[str, tiledb.Array] = {}
         self._versions: dict[str, Any] | None = None  # cached cells of the versions array
         #: Explicit write timestamps to use instead of the clock (tests write at fixed times, as

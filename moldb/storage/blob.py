@@ -17,16 +17,29 @@ kind       encoding
 ``mask``   ``uint8`` null kinds (0 value, 1 ``.``, 2 ``?``), only when non-zero
 =========  =================================================================
 
-Multi-byte integers are byte-shuffled (all low bytes, then the next ...) before
-zstd, which is what makes small deltas in wide types compress like packed ints.
+Multi-byte integers are byte-shuffled (all low bytes, then the next ...) and each
+byte plane is compressed as its own zstd frame: low bytes are nearly random, high
+bytes nearly constant, and one frame would share one entropy table between them
+(measured: 6% smaller over the mmCIF corpus). A segment is the concatenation of its
+frames, which any zstd decoder reads as one stream, so a whole column still
+decompresses in one call (and blobs written before this change read the same).
+
+**Pages** (``page_rows``, used for the chunk cells of large entries,
+:mod:`moldb.storage.chunks`): each plane is further cut into one frame per page of
+rows, and the column header records the frame sizes, the running value before each
+page (``base``: delta decoding of a page starts there) and, for int16-packed
+columns, the packed position of each page (``pk``). Decompressing the whole segment
+still gives the unpaged layout; :mod:`moldb.storage.blob_pages` decodes single pages.
 
 Layout: ``uint32`` header length, msgpack header, concatenated compressed
 segments. The header lists per column: name, kind, dtype, decimals, and the
-offset / compressed size / raw size of each segment.
+offset / compressed size / raw size of each segment. A ``str`` column without a
+``dict`` segment takes its dictionary from the chunk manifest of its entry.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Any
 
@@ -87,17 +100,41 @@ def _unpack16(p: np.ndarray) -> np.ndarray:
     return np.add.reduceat(v, starts)
 
 
+def _running(packed: np.ndarray, pack16: bool) -> np.ndarray:
+    """Running values (int64) of delta-coded ``packed`` integers, int16-packed or not.
+
+    The sum of a ±32767 run and its remainder is one delta, so the running sum taken at the
+    remainders (the elements that are not ±32767) is the column itself: no unpacking needed.
+    """
+    c = np.cumsum(packed, dtype=np.int64)
+    if pack16:
+        ovf = (packed == _LIM16) | (packed == -_LIM16)
+        if ovf.any():
+            c = c[~ovf]
+    return c
+
+
 def _shuffle(a: np.ndarray) -> bytes:
     if a.itemsize == 1:
         return a.tobytes()
     return np.ascontiguousarray(a.view(np.uint8).reshape(-1, a.itemsize).T).tobytes()
 
 
+_UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
 def _unshuffle(raw: bytes, dtype: np.dtype) -> np.ndarray:
-    if dtype.itemsize == 1:
+    """Inverse of :func:`_shuffle` (any little-endian integer ``dtype``)."""
+    size = dtype.itemsize
+    if size == 1:
         return np.frombuffer(raw, dtype=dtype)
-    planes = np.frombuffer(raw, dtype=np.uint8).reshape(dtype.itemsize, -1)
-    return np.ascontiguousarray(planes.T).view(dtype).reshape(-1)
+    planes = np.frombuffer(raw, dtype=np.uint8).reshape(size, -1)
+    # shifts and ors over contiguous planes: ~10x faster than copying the transposed planes
+    u = _UNSIGNED[size]
+    acc = planes[0].astype(u)
+    for j in range(1, size):
+        acc |= planes[j].astype(u) << u(8 * j)
+    return acc.view(dtype.newbyteorder("=")) if dtype.byteorder != ">" else acc.view(dtype)
 
 
 class BlobWriter:
@@ -107,13 +144,19 @@ class BlobWriter:
     ----------
     n_rows : int
         Length of every column.
+    page_rows : int, optional
+        Cut every column into independently decodable pages of this many rows
+        (only when ``n_rows`` exceeds it).
     """
 
-    def __init__(self, n_rows: int) -> None:
+    def __init__(self, n_rows: int, page_rows: int | None = None) -> None:
         self.n = n_rows
         self.cols: list[dict[str, Any]] = []
         self._segments: list[bytes] = []
         self._offset = 0
+        self.bounds: np.ndarray | None = None  # row bounds of the pages
+        if page_rows is not None and 0 < page_rows < n_rows:
+            self.bounds = np.r_[np.arange(0, n_rows, page_rows), n_rows].astype(np.int64)
 
     def _segment(self, raw: bytes) -> list[int]:
         comp = _compress(raw)
@@ -122,17 +165,44 @@ class BlobWriter:
         self._offset += len(comp)
         return seg
 
+    def _planes(self, col: dict[str, Any], a: np.ndarray, bounds: np.ndarray | None) -> None:
+        """Segment of ``a``: one frame per byte plane (and per page when ``bounds`` are given)."""
+        size = a.itemsize
+        if a.size == 0 or (size == 1 and bounds is None):
+            col["seg"] = self._segment(a.tobytes())
+            return
+        planes = a.reshape(-1).view(np.uint8).reshape(-1, size)
+        frames: list[bytes] = []
+        for j in range(size):
+            plane = np.ascontiguousarray(planes[:, j])
+            cuts = [0, plane.size] if bounds is None else bounds.tolist()
+            frames.extend(_compress(plane[x:y].tobytes()) for x, y in itertools.pairwise(cuts))
+        comp = b"".join(frames)
+        col["seg"] = [self._offset, len(comp), a.size * size]
+        if bounds is not None:
+            col["frames"] = [len(f) for f in frames]
+        self._segments.append(comp)
+        self._offset += len(comp)
+
     def add_ints(self, name: str, kind: str, values: np.ndarray, dec: int | None = None) -> None:
         """Add an integer column (``kind`` ``"int"``) or scaled floats (``"float"``, ``dec`` decimals)."""
-        d = np.diff(values.astype(np.int64, copy=False), prepend=np.int64(0))
+        v = values.astype(np.int64, copy=False)
+        d = np.diff(v, prepend=np.int64(0))
         packed = _narrow(d)
         col: dict[str, Any] = {"name": name, "kind": kind}
+        bounds = self.bounds
         # few overflows: the int16 form is smaller (BinaryCIF's choice); count before materialising
         if packed.itemsize > 2 and int((np.abs(d) // _LIM16).sum()) <= d.size // 2:
             packed = _pack16(d)
             col["pack16"] = True
+            if self.bounds is not None:  # packed position of each page's first row
+                ends = np.cumsum(np.abs(d) // _LIM16 + 1)
+                bounds = np.r_[0, ends[self.bounds[1:] - 1]].astype(np.int64)
+                col["pk"] = bounds.tolist()
         col["dtype"] = packed.dtype.str
-        col["seg"] = self._segment(_shuffle(packed))
+        if self.bounds is not None:
+            col["base"] = np.r_[0, v[self.bounds[1:-1] - 1]].tolist()
+        self._planes(col, packed, bounds)
         if dec is not None:
             col["dec"] = dec
         self.cols.append(col)
@@ -148,17 +218,20 @@ class BlobWriter:
         if negzero.size:  # "-0.000" in the source: fixed point cannot carry the sign, the header does
             self.cols[-1]["negzero"] = negzero.tolist()
 
-    def add_strings(self, name: str, codes: np.ndarray, dictionary: list[str], kind: str = "str") -> None:
-        """Add a dictionary-encoded string column."""
+    def add_strings(self, name: str, codes: np.ndarray, dictionary: list[str] | None, kind: str = "str") -> None:
+        """Add a dictionary-encoded string column (``dictionary=None``: codes into the manifest's)."""
         packed = _narrow(codes.astype(np.int64, copy=False), signed=False)
-        self.cols.append({"name": name, "kind": kind, "dtype": packed.dtype.str,
-                          "seg": self._segment(_shuffle(packed)),
-                          "dict": self._segment(msgpack.packb(dictionary, use_bin_type=True))})
+        col: dict[str, Any] = {"name": name, "kind": kind, "dtype": packed.dtype.str}
+        self._planes(col, packed, self.bounds)
+        if dictionary is not None:
+            col["dict"] = self._segment(msgpack.packb(dictionary, use_bin_type=True))
+        self.cols.append(col)
 
     def add_mask(self, name: str, mask: np.ndarray) -> None:
         """Add the null-kind mask of column ``name``."""
-        self.cols.append({"name": name, "kind": "mask", "dtype": "|u1",
-                          "seg": self._segment(mask.astype(np.uint8, copy=False).tobytes())})
+        col: dict[str, Any] = {"name": name, "kind": "mask", "dtype": "|u1"}
+        self._planes(col, mask.astype(np.uint8, copy=False), self.bounds)
+        self.cols.append(col)
 
     def add_bytes(self, name: str, payload: bytes) -> None:
         """Add an opaque payload (e.g. msgpack of categories)."""
@@ -166,7 +239,10 @@ class BlobWriter:
 
     def finish(self, meta: dict[str, Any] | None = None) -> bytes:
         """The blob: header length, header, segments."""
-        header = msgpack.packb({"v": 1, "n": self.n, "cols": self.cols, "meta": meta or {}}, use_bin_type=True)
+        head: dict[str, Any] = {"v": 1, "n": self.n, "cols": self.cols, "meta": meta or {}}
+        if self.bounds is not None:
+            head["pages"] = self.bounds.tolist()
+        header = msgpack.packb(head, use_bin_type=True)
         return struct.pack("<I", len(header)) + header + b"".join(self._segments)
 
 
@@ -222,12 +298,10 @@ def read_blob_columns(blob: bytes, columns: list[str] | None = None
             values[name] = raw
         elif kind in ("str", "text"):
             codes = _unshuffle(raw, np.dtype(col["dtype"]))
-            values[name] = (codes, msgpack.unpackb(_seg(view, base, col["dict"]), raw=False))
+            values[name] = (codes, msgpack.unpackb(_seg(view, base, col["dict"]), raw=False) if "dict" in col
+                            else None)
         else:
-            deltas = _unshuffle(raw, np.dtype(col["dtype"]))
-            if col.get("pack16"):
-                deltas = _unpack16(deltas)
-            ints = np.cumsum(deltas, dtype=np.int64)
+            ints = _running(_unshuffle(raw, np.dtype(col["dtype"])), bool(col.get("pack16")))
             # division by an exact power of ten gives the double nearest the printed decimal,
             # i.e. exactly what parsing the source text gives
             if kind == "float":

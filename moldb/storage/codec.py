@@ -18,7 +18,8 @@ from moldb.schema.columns import ANISO_COLUMNS, ATOM_COLUMNS, AtomColumn
 from moldb.schema.parsed import MASK_QUESTION, MASK_VALUE, Category
 from moldb.storage.blob import BlobWriter, read_blob_columns
 
-__all__ = ["decode_categories", "decode_group", "encode_categories", "encode_group", "group_columns"]
+__all__ = ["add_column", "arrow_columns", "decode_categories", "decode_group", "dict_codes", "encode_categories",
+           "encode_group", "group_arrays", "group_columns", "null_mask"]
 
 
 def group_columns(group: str) -> list[AtomColumn]:
@@ -41,6 +42,54 @@ def _null_mask(arr: pa.Array | pa.ChunkedArray, mask: np.ndarray | None) -> np.n
     if arr.null_count:
         return np.where(arr.is_null().to_numpy(zero_copy_only=False), MASK_QUESTION, MASK_VALUE).astype(np.uint8)
     return None
+
+
+def group_arrays(
+    group: str,
+    table: pa.Table,
+    masks: dict[str, np.ndarray],
+    decimals: dict[str, int],
+    text: dict[str, tuple[pa.Array, np.ndarray | None]] | None = None,
+) -> list[tuple[str, str, Any, np.ndarray | None]]:
+    """The columns of ``group`` as numpy, ready to encode: ``(name, kind, payload, null mask)``.
+
+    ``payload`` is ``(codes, dictionary)`` for ``str`` / ``text``, int64 values for ``int``,
+    ``(float64 values, decimals)`` for ``float``.
+    """
+    out: list[tuple[str, str, Any, np.ndarray | None]] = []
+    for col in group_columns(group):
+        if col.name not in table.column_names:
+            continue
+        arr = table.column(col.name)
+        mask = _null_mask(arr, masks.get(col.name))
+        if col.kind == "str":
+            out.append((col.name, "str", _dict_codes(arr), mask))
+        elif col.kind == "int":
+            out.append((col.name, "int", arr.fill_null(0).to_numpy(zero_copy_only=False), mask))
+        else:
+            raw = arr.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            out.append((col.name, "float", (raw, int(decimals.get(col.name, col.decimals))), mask))
+    for name, (arr, mask) in (text or {}).items():
+        out.append((name, "text", _dict_codes(arr), mask if mask is not None and mask.any() else None))
+    return out
+
+
+def add_column(w: BlobWriter, name: str, kind: str, payload: Any, mask: np.ndarray | None,
+               rows: slice = slice(None), dictionary: bool = True) -> None:
+    """Add ``rows`` of one :func:`group_arrays` column to ``w`` (``dictionary=False``: codes only)."""
+    if kind in ("str", "text"):
+        codes, d = payload
+        w.add_strings(name, codes[rows], d if dictionary else None, kind=kind)
+    elif kind == "int":
+        w.add_ints(name, "int", payload[rows])
+    else:
+        w.add_floats(name, payload[0][rows], payload[1])
+    if mask is not None and (m := mask[rows]).any():
+        w.add_mask(name, m)
+
+
+dict_codes = _dict_codes  # ``(codes, dictionary)`` of a string column
+null_mask = _null_mask  # null-kind mask of a column (None without nulls)
 
 
 def encode_group(
@@ -74,26 +123,8 @@ def encode_group(
         SHA-256 of the blob (equal content gives equal blobs).
     """
     w = BlobWriter(table.num_rows)
-    for col in group_columns(group):
-        if col.name not in table.column_names:
-            continue
-        arr = table.column(col.name)
-        mask = _null_mask(arr, masks.get(col.name))
-        if col.kind == "str":
-            codes, dictionary = _dict_codes(arr)
-            w.add_strings(col.name, codes, dictionary)
-        elif col.kind == "int":
-            w.add_ints(col.name, "int", arr.fill_null(0).to_numpy(zero_copy_only=False))
-        else:
-            raw = arr.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-            w.add_floats(col.name, raw, int(decimals.get(col.name, col.decimals)))
-        if mask is not None:
-            w.add_mask(col.name, mask)
-    for name, (arr, mask) in (text or {}).items():
-        codes, dictionary = _dict_codes(arr)
-        w.add_strings(name, codes, dictionary, kind="text")
-        if mask is not None and mask.any():
-            w.add_mask(name, mask)
+    for name, kind, payload, mask in group_arrays(group, table, masks, decimals, text):
+        add_column(w, name, kind, payload, mask)
     blob = w.finish(meta)
     return blob, hashlib.sha256(blob).hexdigest()
 
@@ -116,7 +147,18 @@ def decode_group(blob: bytes, columns: list[str] | None = None
         The blob's meta.
     """
     values, masks, meta, cols = read_blob_columns(blob, columns)
-    kinds = {c["name"]: c for c in cols if c["kind"] != "mask"}
+    out, decimals, text = arrow_columns(values, masks, {c["name"]: c for c in cols if c["kind"] != "mask"})
+    return out, masks, decimals, text, meta
+
+
+def arrow_columns(values: dict[str, Any], masks: dict[str, np.ndarray], kinds: dict[str, dict[str, Any]],
+                  dictionaries: Any = None) -> tuple[dict[str, pa.Array], dict[str, int], list[str]]:
+    """Decoded blob values (see :func:`~moldb.storage.blob.read_blob_columns`) as Arrow arrays.
+
+    Returns ``(arrays, decimals, text)`` as :func:`decode_group` does; ``kinds`` maps each
+    column to its header description; ``dictionaries(name)``, when given, returns a prebuilt
+    Arrow dictionary for a string column.
+    """
     out: dict[str, pa.Array] = {}
     decimals: dict[str, int] = {}
     text: list[str] = []
@@ -127,14 +169,15 @@ def decode_group(blob: bytes, columns: list[str] | None = None
         if col["kind"] in ("str", "text"):
             codes, dictionary = v
             idx = pa.array(codes.astype(np.int32, copy=False), mask=null)
-            out[name] = pa.DictionaryArray.from_arrays(idx, pa.array(dictionary, type=pa.string()))
+            d = dictionaries(name) if dictionaries is not None else pa.array(dictionary, type=pa.string())
+            out[name] = pa.DictionaryArray.from_arrays(idx, d)
             if col["kind"] == "text":
                 text.append(name)
         else:
             out[name] = pa.array(v, mask=null)
             if col["kind"] == "float":
                 decimals[name] = int(col["dec"])
-    return out, masks, decimals, text, meta
+    return out, decimals, text
 
 
 def encode_categories(categories: list[Category], meta: dict[str, Any]) -> tuple[bytes, str]:

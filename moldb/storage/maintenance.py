@@ -24,6 +24,10 @@ lock (a ``flock`` locally, a lease object on S3: ``docs/storage-s3.md``) no comm
 flight, so the grace period only protects a writer whose lease was taken over while it
 stalled, and is deliberately generous.
 
+The chunk cells of a chunked block (:mod:`moldb.storage.chunks`, group ``"<group>#<k>@<parent>"``)
+belong to their parent: they are referenced exactly when it is, and are collected with it (a
+version's blocks and their chunks land in one fragment, so a crash never splits them).
+
 Readers in *other* processes that hold an open store across a vacuum must reopen it: their
 TileDB handles still list the vacuumed fragment files.
 """
@@ -42,6 +46,7 @@ from moldb.errors import EntryNotFoundError, ValidationError
 from moldb.storage import engine
 from moldb.storage.arrays import ARRAY_NAMES
 from moldb.storage.backend import Backend, consolidation_budget
+from moldb.storage.chunks import chunk_parent
 
 __all__ = ["DEFAULT_ORPHAN_GRACE_S", "find_orphans", "maintain", "maintenance_log", "purge_versions", "store_stats"]
 
@@ -105,7 +110,10 @@ def find_orphans(backend: Backend, until: int, cutoff: int) -> dict[str, list[di
     ref = _referenced_blocks(backend)
     cells = _block_cells(backend, until)
     ids = np.asarray(cells["block"], dtype=np.uint64)
-    orphan = np.array([int(b) not in ref for b in ids], dtype=bool)
+    groups = [_s(g) for g in cells["group"]]
+    # a chunk cell (group "xyz#3") is referenced through its parent block
+    owner = [chunk_parent(int(b), g) or int(b) for b, g in zip(ids, groups, strict=True)]
+    orphan = np.array([o not in ref for o in owner], dtype=bool)
     old_ids: set[int] = set()
     if orphan.any():
         old_cells = _block_cells(backend, cutoff) if cutoff > 0 else {"block": np.zeros(0, np.uint64)}
@@ -113,7 +121,7 @@ def find_orphans(backend: Backend, until: int, cutoff: int) -> dict[str, list[di
     out: dict[str, list[dict[str, Any]]] = {"old": [], "young": []}
     for i in np.flatnonzero(orphan):
         b = int(ids[i])
-        item = {"block": b, "entry": _s(cells["entry"][i]), "group": _s(cells["group"][i])}
+        item = {"block": b, "entry": _s(cells["entry"][i]), "group": groups[i]}
         out["old" if b in old_ids else "young"].append(item)
     return out
 
