@@ -6,11 +6,7 @@ chunks of 1,000 rows and pages of 256).
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +19,7 @@ from moldb.storage.blob_pages import read_rows
 from moldb.storage.chunks import parse_manifest
 from moldb.storage.maintenance import find_orphans
 from tests import cif_edits as ce
+from tests._crash import crash_before_commit
 from tests.conftest import data
 
 ROWS, PAGES = 1000, 256
@@ -164,29 +161,13 @@ def test_old_layouts_still_read(tmp_path: Path) -> None:
         moldb.open(copy)
 
 
-def _crash_chunked(uri: Path, path: Path) -> None:
-    script = textwrap.dedent(f"""
-        import os, signal, moldb
-        from moldb.storage.backend import Backend
-        orig = Backend.write_cells
-        def write_cells(self, name, *a, **k):
-            if name == "versions":
-                os.kill(os.getpid(), signal.SIGKILL)
-            return orig(self, name, *a, **k)
-        Backend.write_cells = write_cells
-        moldb.open({str(uri)!r}).deposit({str(path)!r}, entry="CRASHED")
-    """)
-    env = {**os.environ, "MOLDB_CHUNK_ROWS": str(ROWS), "MOLDB_PAGE_ROWS": str(PAGES)}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, env=env)
-    assert proc.returncode == -9, proc.stderr.decode()
-
-
 def test_crash_leaves_chunks_as_orphans_that_gc_collects_with_their_parent(tmp_path: Path) -> None:
     st = chunked_store(tmp_path / "s")
     v = st.ingest(data("mmcif/5eil.cif.gz"), entry="KEEP")
     st.maintain()
     keep = st.get("KEEP").atoms
-    _crash_chunked(tmp_path / "s", data("mmcif/5eil.cif.gz"))
+    crash_before_commit(tmp_path / "s", data("mmcif/5eil.cif.gz"),
+                        env={"MOLDB_CHUNK_ROWS": str(ROWS), "MOLDB_PAGE_ROWS": str(PAGES)})
     assert "CRASHED" not in st and moldb.open(st.uri).get("KEEP").atoms.equals(keep)
     young = find_orphans(st._backend, until=2**62, cutoff=0)["young"]
     groups = sorted(o["group"].split("#")[0] for o in young)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ import moldb
 from moldb.cli.main import app
 from moldb.storage.maintenance import find_orphans
 from tests import cif_edits as ce
+from tests._crash import crash_before_commit
 from tests.conftest import data
 
 FILES = {"1O1Z": "mmcif/1o1z.cif.gz", "3O5R": "mmcif/3o5r.cif.gz", "5ZMZ": "mmcif/5zmz.cif.gz"}
@@ -102,28 +100,11 @@ def test_every_version_reads_back_identical_after_maintain(tmp_path: Path) -> No
     assert [e["op"] for e in log] == ["maintain", "maintain"] and log[0]["timestamp"] == rep["timestamp"]
 
 
-def _crash_before_commit(uri: Path, path: Path) -> None:
-    """Run an ingest in a child that SIGKILLs itself just before writing its versions cell."""
-    script = textwrap.dedent(f"""
-        import os, signal, moldb
-        from moldb.storage.backend import Backend
-        orig = Backend.write_cells
-        def write_cells(self, name, *a, **k):
-            if name == "versions":
-                os.kill(os.getpid(), signal.SIGKILL)
-            return orig(self, name, *a, **k)
-        Backend.write_cells = write_cells
-        moldb.open({str(uri)!r}).deposit({str(path)!r}, entry="CRASHED")
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert proc.returncode == -9, proc.stderr.decode()
-
-
 def test_orphan_blocks_collected_after_grace_period(tmp_path: Path) -> None:
     st, _ = _history_store(tmp_path)
     st.maintain()  # one fragment per array: the orphans below then sit beside consolidated data
     before = _snapshot(st, tmp_path, "before")
-    _crash_before_commit(tmp_path / "store", data("mmcif/5eil.cif.gz"))
+    crash_before_commit(tmp_path / "store", data("mmcif/5eil.cif.gz"))
     assert "CRASHED" not in st
     orphans = find_orphans(st._backend, until=2**62, cutoff=0)
     assert len(orphans["young"]) == 5 and {o["entry"] for o in orphans["young"]} == {"CRASHED"}

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import numpy as np
 import pytest
 
 import moldb
+from tests._crash import crash_before_commit
 from tests.conftest import data
 
 
@@ -77,19 +75,7 @@ def test_killed_ingest_leaves_no_partial_version(tmp_path: Path) -> None:
     st = moldb.create(uri)
     st.ingest(data("mmcif/1o1z.cif.gz"))
     # A child that dies (SIGKILL) after writing atom blocks but before the versions cell lands.
-    script = textwrap.dedent(f"""
-        import os, signal, moldb
-        from moldb.storage.backend import Backend
-        orig = Backend.write_cells
-        def write_cells(self, name, *a, **k):
-            if name == "versions":
-                os.kill(os.getpid(), signal.SIGKILL)
-            return orig(self, name, *a, **k)
-        Backend.write_cells = write_cells
-        moldb.open({str(uri)!r}).ingest({str(data("mmcif/5eil.cif.gz"))!r})
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert proc.returncode == -9
+    crash_before_commit(uri, data("mmcif/5eil.cif.gz"), call="ingest", entry=None)
     st2 = moldb.open(uri)
     assert st2.entries().column("entry").to_pylist() == ["1O1Z"]
     assert "5EIL" not in st2
