@@ -13,9 +13,12 @@ Medians of repeated runs. Run: ``python benchmarks/bench_render.py [--quick] [--
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +105,20 @@ def _loader_rate(store: object, entry: str, ids: list[str], n: int, batch: int) 
             "startup_s": t_first - t0}
 
 
+@contextlib.contextmanager
+def _numba(on: bool) -> Iterator[None]:
+    """numpy through the compiled kernels (``on``) or through the array expressions (``MOLDB_NUMBA=0``)."""
+    old = os.environ.get("MOLDB_NUMBA")
+    os.environ["MOLDB_NUMBA"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MOLDB_NUMBA"]
+        else:
+            os.environ["MOLDB_NUMBA"] = old
+
+
 def bench_spike(quick: bool) -> dict[str, object]:
     """The issue's three figures on the 22,812-atom ECHT-shaped spike-like model."""
     import tempfile
@@ -131,10 +148,13 @@ def bench_spike(quick: bool) -> dict[str, object]:
         print(f"  first U_total of a fresh model (builds its plan: group combinations, centred x_ref): "
               f"{out['u_total_first_call_ms']:.1f} ms; the rows below reuse the plan, as every later call does")
         rows_u = []
-        for backend, dtype in (("numpy", "float64"), ("torch", "float64"), ("torch", "float32")):
+        for backend, dtype in (("numpy", "float64"), ("numpy", "float32"), ("numpy-expr", "float64"),
+                               ("torch", "float64"), ("torch", "float32")):
             def u(backend=backend, dtype=dtype):  # type: ignore[no-untyped-def]
-                return Renderer(model, backend=backend, dtype=dtype).covariance()  # type: ignore[arg-type]
+                with _numba(backend != "numpy-expr"):
+                    return Renderer(model, backend=backend.split("-")[0], dtype=dtype).covariance()  # type: ignore
 
+            u()
             t_u = _median(u, reps)
             rows_u.append((f"{backend}-cpu", dtype, t_u * 1e3))
         torch.set_num_threads(threads)
@@ -143,16 +163,19 @@ def bench_spike(quick: bool) -> dict[str, object]:
             print(f"  {b:<10} {dt:<8} {ms:8.2f} ms")
         out["u_total_ms"] = {f"{b}/{dt}": ms for b, dt, ms in rows_u}
         rows_d = []
-        configs = [("numpy", "cpu", "float64"), ("numpy", "cpu", "float32"), ("torch", "cpu", "float64"),
-                   ("torch", "cpu", "float32")]
+        configs = [("numpy", "cpu", "float64"), ("numpy", "cpu", "float32"), ("numpy-expr", "cpu", "float64"),
+                   ("numpy-expr", "cpu", "float32"), ("torch", "cpu", "float64"), ("torch", "cpu", "float32")]
         if torch.cuda.is_available():
             configs += [("torch", "cuda", "float32")]
         for backend, device, dtype in configs:
-            rr = Renderer(model, device=device, backend=backend, dtype=dtype)  # type: ignore[arg-type]
+            rr = Renderer(model, device=device, backend=backend.split("-")[0], dtype=dtype)  # type: ignore[arg-type]
             rr.psd_report  # noqa: B018 - factor outside the timing
+            with _numba(backend != "numpy-expr"):
+                rr.sample(2, seed=1)  # compiles the kernel outside the timing
 
-            def draw(rr=rr, device=device):  # type: ignore[no-untyped-def]
-                rr.sample(1000, seed=1)
+            def draw(rr=rr, device=device, backend=backend):  # type: ignore[no-untyped-def]
+                with _numba(backend != "numpy-expr"):
+                    rr.sample(1000, seed=1)
                 if device == "cuda":
                     torch.cuda.synchronize()
 

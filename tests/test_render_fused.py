@@ -14,6 +14,21 @@ from moldb.render.fused import covariance_plan
 from tests._tls_data import DATA, read_tls
 
 
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def path(request, monkeypatch):
+    """Every test runs through the compiled kernel (numba) and through the numpy expressions."""
+    from moldb.operators import adp_kernel
+
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+        monkeypatch.setenv("MOLDB_NUMBA", "1")
+        assert adp_kernel.available()
+    else:
+        monkeypatch.setenv("MOLDB_NUMBA", "0")
+        assert not adp_kernel.available()
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def eil():
     d = read_tls(DATA / "5eil.cif.gz")
@@ -150,3 +165,50 @@ def test_draws_prefix_stable_and_match_covariance(eil):
     emp = np.einsum("dai,daj->aij", X, X) / len(X)
     U = r.covariance()
     assert np.median(np.abs(emp - U).max((1, 2)) / np.abs(U).max((1, 2))) < 0.05
+
+
+def test_compiled_kernel_equals_numpy_expressions(eil, monkeypatch):
+    """The two numpy paths agree to rounding, float64 and float32, on every operator and scope kind."""
+    pytest.importorskip("numba")
+    d, T, L, S = eil
+    rng = np.random.default_rng(11)
+    n = len(d.xyz)
+    tls = GaussianDescriptor("tls", "tls_v1", {"T": T, "L": L, "S": S, "origin": d.origin, "group": d.group})
+    half = np.arange(0, n, 2)
+    model = RenderModel(d.xyz, continuous=(
+        tls, *_levels(d, rng),
+        GaussianDescriptor("b", "iadp_v1", {"B": d.b}),
+        GaussianDescriptor("b2", "iadp_v1", {"B": d.b[half] * 0.5}, atoms=half),
+        GaussianDescriptor("u", "aadp_v1", {"U6": np.nan_to_num(d.u6[half]) * 0.1}, atoms=half)))
+    out = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("MOLDB_NUMBA", flag)
+        out[flag] = {dt: Renderer(model, dtype=dt).covariance() for dt in ("float64", "float32")}
+    scale = np.abs(out["0"]["float64"]).max()
+    np.testing.assert_allclose(out["1"]["float64"], out["0"]["float64"], rtol=0, atol=1e-13 * scale)
+    assert out["1"]["float32"].dtype == np.float32
+    # the compiled kernel accumulates in float64 whatever the output dtype: closer to the reference
+    err_c = np.abs(out["1"]["float32"] - out["0"]["float64"]).max()
+    err_n = np.abs(out["0"]["float32"] - out["0"]["float64"]).max()
+    assert err_c <= err_n and err_c < 1e-6 * scale
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_draws_consume_the_numpy_stream(eil, dtype, monkeypatch):
+    """Same seed, same renders with or without numba (float64: bit-identical, same factor)."""
+    pytest.importorskip("numba")
+    from moldb.operators import adp_kernel
+
+    rng = np.random.default_rng(5)
+    F = rng.normal(size=(7, 3, 3)).astype(dtype)
+    X = np.zeros((4, 7, 3), dtype)
+    adp_kernel.add_draws(np.random.default_rng(9), F, X)
+    z = np.random.default_rng(9).standard_normal((4, 3, 7), dtype=dtype)
+    np.testing.assert_allclose(X, np.einsum("aij,dja->dai", F, z), rtol=1e-6 if dtype == np.float32 else 1e-14)
+    d = eil[0]
+    model = RenderModel(d.xyz[:500], continuous=(GaussianDescriptor("b", "iadp_v1", {"B": d.b[:500]}),))
+    out = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("MOLDB_NUMBA", flag)
+        out[flag] = Renderer(model).sample(6, seed=7)
+    np.testing.assert_array_equal(out["1"], out["0"])

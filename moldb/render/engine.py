@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from moldb.errors import ValidationError
-from moldb.operators import adp, motion
+from moldb.operators import adp, adp_kernel, motion
 from moldb.render.fused import covariance_plan, fused_covariance
 from moldb.render.model import (
     BasisDescriptor,
@@ -235,7 +235,9 @@ class Renderer:
         # contiguous elementwise row operation and the working set stays in cache. Render d always
         # consumes the d-th 3 * n_atoms normals of its stream (numpy), whatever the chunking.
         step = max(1, (1 << 19) // max(1, 3 * na))
-        if self.backend == "numpy":
+        if self.backend == "numpy" and adp_kernel.available():
+            adp_kernel.add_draws(np.random.default_rng(streams[0]), F, X)
+        elif self.backend == "numpy":
             rng = np.random.default_rng(streams[0])
             Ft = np.ascontiguousarray(np.moveaxis(F, 0, -1))              # (3, 3, n_atoms)
             for s in range(0, n, step):

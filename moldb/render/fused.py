@@ -13,6 +13,11 @@ once per combination, gathered per atom, and ``tls_v1`` evaluated once per atom
 (:func:`~moldb.operators.adp_poly.tls_u6_rows`), plus the isotropic and anisotropic ADPs. The result
 equals the sum of the per-descriptor contributions of :meth:`Renderer.contribution` to float64
 rounding; both paths are tested against each other.
+
+On the numpy backend the three steps run as one compiled kernel when numba is installed
+(:mod:`moldb.operators.adp_kernel`: ~0.5 ms instead of ~4 ms for the 22.8k-atom, five-level spike
+stack on one core); ``MOLDB_NUMBA=0`` or no numba selects the array expressions, which are also the
+torch (CPU and CUDA) code path.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from moldb.errors import ValidationError
+from moldb.operators import adp_kernel
 from moldb.operators._xp import as_index, is_torch
 from moldb.operators.adp import B_TO_U
 from moldb.operators.adp_poly import N_PARAMS, tls_at_centre, tls_u6_rows
@@ -60,6 +66,8 @@ class CovariancePlan:
         Positions in ``descriptors`` of the TLS descriptors (columns of ``combos``).
     atoms : tuple of (ndarray or None)
         Atoms of each descriptor, None for all atoms.
+    r_rows : ndarray, shape (n_atoms, 3), float64, optional
+        ``x_ref - centre`` atom-major, filled by the compiled path on first use.
     """
 
     descriptors: tuple[GaussianDescriptor, ...]
@@ -69,6 +77,7 @@ class CovariancePlan:
     combos: np.ndarray
     tls: tuple[int, ...]
     atoms: tuple[np.ndarray | None, ...]
+    r_rows: np.ndarray | None = None
 
 
 def covariance_plan(model: RenderModel, descriptors: Sequence[GaussianDescriptor]) -> CovariancePlan:
@@ -138,6 +147,8 @@ def fused_covariance(plan: CovariancePlan, model: RenderModel, arr: Any, r: Any 
     """
     r = arr(plan.r) if r is None else r
     n = model.n_atoms
+    if not is_torch(r) and adp_kernel.available():
+        return _compiled(plan, model, r.dtype)
     if plan.tls:
         tls = [plan.descriptors[i] for i in plan.tls]
         T9, L9, S9 = (arr(_cat([d.params[k] for d in tls], 9)) for k in ("T", "L", "S"))
@@ -187,6 +198,46 @@ def fused_covariance(plan: CovariancePlan, model: RenderModel, arr: Any, r: Any 
     for s in range(0, n, _CHUNK):
         U[s:s + _CHUNK] = U6[_SYM9, s:s + _CHUNK].T
     return U.reshape(n, 3, 3)
+
+
+def _compiled(plan: CovariancePlan, model: RenderModel, dtype: np.dtype) -> np.ndarray:
+    """The numpy path through the compiled one-pass kernel (:mod:`moldb.operators.adp_kernel`)."""
+    n = model.n_atoms
+    tls = [plan.descriptors[i] for i in plan.tls]
+    rows = [_rows(d.params["T"], 9) for d in tls]
+    T9 = np.concatenate(rows) if rows else np.zeros((0, 9))
+    L9, S9 = ((np.concatenate([_rows(d.params[k], 9) for d in tls]) if tls else np.zeros((0, 9))) for k in "LS")
+    o3 = (np.concatenate([_rows(np.asarray(d.params["origin"], np.float64) + d.offset - plan.centre, 3)
+                          for d in tls]) if tls else np.zeros((0, 3)))
+    amp = np.concatenate([np.ones(len(t)) if d.params.get("amplitude") is None
+                          else np.asarray(d.params["amplitude"], np.float64).ravel()
+                          for d, t in zip(tls, rows, strict=True)]) if tls else np.zeros(0)
+    iso, u6 = np.zeros(0), np.zeros((0, 6))
+    for d, atoms in zip(plan.descriptors, plan.atoms, strict=True):
+        if d.operator == "tls_v1":
+            continue
+        if d.operator == "iadp_v1":
+            b = np.asarray(d.params["B"], dtype=np.float64) * B_TO_U
+            if atoms is None and not iso.size:
+                iso = np.ascontiguousarray(b)
+            else:
+                iso = iso if iso.size else np.zeros(n)
+                iso[slice(None) if atoms is None else atoms] += b
+        elif d.operator == "aadp_v1":
+            u6 = u6 if u6.size else np.zeros((n, 6))
+            u6[slice(None) if atoms is None else atoms] += np.asarray(d.params["U6"], dtype=np.float64)
+        else:
+            raise ValidationError(f"{d.name}: unknown parametric-Gaussian operator {d.operator!r}")
+    r_rows = plan.r_rows
+    if r_rows is None:
+        r_rows = np.ascontiguousarray(plan.r.T)
+        object.__setattr__(plan, "r_rows", r_rows)
+    return adp_kernel.fused_u(T9, L9, S9, o3, amp, plan.combos, plan.combo, r_rows, iso, u6, dtype)
+
+
+def _rows(a: Any, width: int) -> np.ndarray:
+    """Per-group values as contiguous float64 rows (G, width)."""
+    return np.ascontiguousarray(np.asarray(a, np.float64).reshape(-1, width))
 
 
 def _cat(parts: list[Any], width: int) -> np.ndarray:
