@@ -217,6 +217,8 @@ class EntryRenderer:
         self._gauss: list[_Gauss] = []
         self._motion: list[StoredMotion] = []
         self._cache: OrderedDict[bytes, tuple[np.ndarray, Renderer]] = OrderedDict()
+        # resolved joint state -> core: skips hashing the row set when a state repeats (a data loader)
+        self._by_state: OrderedDict[tuple[tuple[str, str | None], ...], tuple[np.ndarray, Renderer]] = OrderedDict()
         self._last_state: dict[str, str | None] | None = None
         self._b_includes_tls, self._b_reason = True, "no ingested TLS"
         for d in descriptors:
@@ -496,19 +498,30 @@ class EntryRenderer:
     def _core(self, state: Mapping[str, str] | None) -> tuple[np.ndarray, Renderer]:
         js = self.resolve_state(state)
         self._last_state = js
+        skey = tuple(sorted(js.items()))
+        known = self._by_state.get(skey)
+        if known is not None:
+            return known
         rows = self._rows_for(js)
         frames = [f"{n.name}={js[n.name] or n.default}" for n in self._nodes if n.kind == "external"]
         key = hashlib.sha1(rows.tobytes() + "\0".join(frames).encode()).digest()
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
+            self._remember(skey, hit)
             return hit
         core = Renderer(self.model_for(rows, js), device=self.device, backend=self.backend, psd=self.psd,
                         dtype=self.dtype)
         self._cache[key] = (rows, core)
         if len(self._cache) > _CACHE:
             self._cache.popitem(last=False)
+        self._remember(skey, (rows, core))
         return rows, core
+
+    def _remember(self, skey: tuple[tuple[str, str | None], ...], hit: tuple[np.ndarray, Renderer]) -> None:
+        self._by_state[skey] = hit
+        if len(self._by_state) > 4 * _CACHE:
+            self._by_state.popitem(last=False)
 
     def model_for(self, rows: np.ndarray, state: Mapping[str, str | None] | None = None) -> RenderModel:
         """The engine's :class:`RenderModel` over atom-table ``rows`` (sorted, unique).
