@@ -34,20 +34,21 @@ def candidates(store: Any, plan: Plan) -> list[Candidate]:
     """Latest version of each entry (at ``store.as_of``) the plan can match, from the versions index."""
     cells = store._backend.versions_index()
     ent = np.asarray(cells["entry"], dtype=object)
-    keep = np.ones(ent.size, dtype=bool)
-    if store.as_of is not None:
-        keep &= np.asarray(cells["ts"]) <= store.as_of
     only = entry_filter(plan.where)
-    if only is not None:
-        keep &= np.isin(ent, np.array(sorted(only), dtype=object))
-    idx = np.flatnonzero(keep)
+    parsed = _parsed_index(store._backend, cells)
+    if only is not None:  # the rows of those entries, from the index's entry -> rows map (no pass over every row)
+        by_entry = _rows_by_entry(store._backend, ent)
+        idx = np.array(sorted(r for e in only for r in by_entry.get(e, ())), dtype=np.int64)
+    else:
+        idx = np.arange(ent.size)
+    if store.as_of is not None and idx.size:
+        idx = idx[np.asarray(cells["ts"])[idx] <= store.as_of]
     if not idx.size:
         return []
     ver = np.asarray(cells["version"])[idx]
     order = idx[np.lexsort((ver, ent[idx]))]
     last = order[np.r_[ent[order][1:] != ent[order][:-1], True]]
     out = []
-    parsed = _parsed_index(store._backend, cells)
     prunes = _summary_prunes(plan.where)
     for i in last:
         i = int(i)
@@ -66,10 +67,20 @@ def _parsed_index(backend: Any, cells: dict[str, Any]) -> dict[int, tuple[dict[s
     """Parsed ``blocks`` / ``summary`` JSON of the cached versions index, by row (kept while it is current)."""
     held = backend.__dict__.get("_parsed_index")
     if held is None or held[0] is not cells:
-        held = (cells, {})
+        held = (cells, {}, {})
         backend.__dict__["_parsed_index"] = held
     out: dict[int, tuple[dict[str, int], dict[str, Any]]] = held[1]
     return out
+
+
+def _rows_by_entry(backend: Any, ent: np.ndarray) -> dict[str, list[int]]:
+    """Entry id -> its rows in the cached versions index (built once per index, with :func:`_parsed_index`)."""
+    held = backend.__dict__["_parsed_index"]
+    by_entry: dict[str, list[int]] = held[2]
+    if not by_entry and ent.size:
+        for i, e in enumerate(ent.tolist()):
+            by_entry.setdefault(e, []).append(i)
+    return by_entry
 
 
 # Atom columns whose distinct values each version's summary lists: an equality test on them prunes

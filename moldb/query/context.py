@@ -45,7 +45,9 @@ class EntryContext:
         self.n = n
         self.sources = dict(sources)
         self.scope: np.ndarray | None = None  # zone indices (of :attr:`bounds`) the rows come from
-        self.rows: np.ndarray | None = None  # global row of each local row (None: identity)
+        self._rows: np.ndarray | None = None  # global row of each local row, built when first asked for
+        self._starts = np.zeros(0, dtype=np.int64)  # global first row of each scope zone
+        self._offsets = np.zeros(1, dtype=np.int64)  # local first row of each scope zone, and the total
         self.values: dict[str, Any] = {}
         self.nulls: dict[str, np.ndarray | None] = {}
         self.decoded: set[str] = set()  # groups whose columns were decoded over the scope
@@ -88,11 +90,20 @@ class EntryContext:
         b = self.bounds
         assert b is not None and not self.values
         self.scope = np.asarray(zones, dtype=np.int64)
-        lens = b[self.scope + 1] - b[self.scope]
-        total = int(lens.sum())
-        # global row of each local row: the zones' ranges, concatenated
-        self.rows = np.arange(total, dtype=np.int64) + np.repeat(b[self.scope] - np.r_[0, np.cumsum(lens)[:-1]], lens)
-        self.n = total
+        self._starts = b[self.scope]
+        self._offsets = np.r_[0, np.cumsum(b[self.scope + 1] - self._starts)].astype(np.int64)
+        self._rows = None
+        self.n = int(self._offsets[-1])
+
+    @property
+    def rows(self) -> np.ndarray | None:
+        """Global row of each local row (None: no scope, local rows are the entry's rows)."""
+        if self.scope is None:
+            return None
+        if self._rows is None:  # the zones' ranges, concatenated
+            lens = np.diff(self._offsets)
+            self._rows = np.arange(self.n, dtype=np.int64) + np.repeat(self._starts - self._offsets[:-1], lens)
+        return self._rows
 
     def sibling(self, zones: np.ndarray | None) -> EntryContext:
         """A context on the same sources (and fetched chunks) with another scope."""
@@ -125,16 +136,23 @@ class EntryContext:
     def global_rows(self, mask: np.ndarray) -> np.ndarray:
         """Global row numbers of a local mask."""
         local = np.flatnonzero(mask)
-        return local if self.rows is None else self.rows[local]
+        if self.scope is None:
+            return local
+        z = np.searchsorted(self._offsets, local, "right") - 1  # scope zone of each local row
+        return self._starts[z] + (local - self._offsets[z])
 
     def local(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(positions, ok)``: local position of each global row, and whether it is in scope."""
-        if self.rows is None:
+        if self.scope is None:
             return rows, np.ones(rows.size, dtype=bool)
-        pos = np.searchsorted(self.rows, rows)
-        ok = pos < self.rows.size
-        ok[ok] = self.rows[pos[ok]] == rows[ok]
-        return pos, ok
+        if not self.scope.size:
+            return np.zeros(rows.size, dtype=np.int64), np.zeros(rows.size, dtype=bool)
+        b = self.bounds
+        assert b is not None
+        zone = np.searchsorted(b, rows, "right") - 1
+        p = np.minimum(np.searchsorted(self.scope, zone), self.scope.size - 1)  # position of the zone in the scope
+        ok = self.scope[p] == zone
+        return self._offsets[p] + (rows - self._starts[p]), ok
 
     # -- columns --------------------------------------------------------------------------------------
     def dictionary(self, column: str) -> list[str] | None:

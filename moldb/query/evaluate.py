@@ -9,6 +9,7 @@ of its candidate rows only.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ def within_points(node: Within, ctx: EntryContext) -> np.ndarray:
     if points is None:
         if not rows.size:
             points = np.zeros((0, 3))
-        elif ctx.has_xyz() and ctx.rows is None:
+        elif ctx.has_xyz() and ctx.scope is None:
             points = ctx.xyz()[rows]
         else:
             points = ctx.coordinates(rows)
@@ -88,7 +89,7 @@ def _from_index(ctx: EntryContext, lo: np.ndarray, hi: np.ndarray, points: np.nd
     ctx.index_reads += 1
     if rows is None:
         return None
-    if ctx.rows is not None:
+    if ctx.scope is not None:
         rows = rows[ctx.local(rows)[1]]  # outside the scope the plan cannot match
     xyz = ctx.coordinates(rows) if rows.size else np.zeros((0, 3))
     ctx.known_rows = np.r_[ctx.known_rows, rows]
@@ -96,10 +97,26 @@ def _from_index(ctx: EntryContext, lo: np.ndarray, hi: np.ndarray, points: np.nd
     return rows, xyz
 
 
+_INDEXES: OrderedDict[int, tuple[list[str], dict[str, int]]] = OrderedDict()
+_INDEXES_KEPT = 64
+
+
+def _codes_of(dictionary: list[str], values: tuple[Any, ...]) -> np.ndarray:
+    """Codes of ``values`` in ``dictionary``: a value -> code map kept per dictionary object (a chunked
+    entry's dictionaries are the manifest's, the same list on every query)."""
+    held = _INDEXES.get(id(dictionary))
+    if held is None or held[0] is not dictionary:
+        held = (dictionary, {s: i for i, s in enumerate(dictionary)})
+        _INDEXES[id(dictionary)] = held
+        while len(_INDEXES) > _INDEXES_KEPT:
+            _INDEXES.popitem(last=False)
+    index = held[1]
+    return np.array(sorted({c for v in values if (c := index.get(str(v))) is not None}), dtype=np.int64)
+
+
 def _string_mask(ctx: EntryContext, column: str, values: tuple[Any, ...], negate: bool) -> np.ndarray:
     (codes, dictionary), null = ctx.column(column)
-    want = {str(v) for v in values}
-    hit_codes = np.array([i for i, s in enumerate(dictionary) if s in want], dtype=np.int64)
+    hit_codes = _codes_of(dictionary, values)
     if hit_codes.size == 1:
         mask = codes == hit_codes[0]
     else:

@@ -134,13 +134,16 @@ def point_ranges(points: np.ndarray, r: float) -> list[tuple[int, int]]:
     span = hi - lo + 1
     if len(points) * int(span.prod(1).max()) > 200_000:
         return cell_ranges(points.min(0) - r, points.max(0) + r, [-_OFF + 1] * 3, [_OFF - 1] * 3)
-    cells = set()
-    for a, b in zip(lo, hi, strict=True):
-        for ix in range(a[0], b[0] + 1):
-            for iy in range(a[1], b[1] + 1):
-                cells.add((ix, iy, a[2], b[2]))
-    ranges = sorted((int(_pack(np.array([x]), np.array([y]), np.array([z0]))[0]),
-                     int(_pack(np.array([x]), np.array([y]), np.array([z1]))[0])) for x, y, z0, z1 in cells)
+    # every (x, y) column of cells of every point's cube, one z range each: vectorised, then deduplicated
+    count = span[:, 0] * span[:, 1]
+    pid = np.repeat(np.arange(len(points)), count)
+    k = np.arange(int(count.sum())) - np.repeat(np.r_[0, np.cumsum(count)[:-1]], count)
+    ix, iy = lo[pid, 0] + k // span[pid, 1], lo[pid, 1] + k % span[pid, 1]
+    k0, k1 = _pack(ix, iy, lo[pid, 2]), _pack(ix, iy, hi[pid, 2])
+    order = np.lexsort((k1, k0))
+    k0, k1 = k0[order], k1[order]
+    first = np.r_[True, (k0[1:] != k0[:-1]) | (k1[1:] != k1[:-1])]
+    ranges = list(zip(k0[first].tolist(), k1[first].tolist(), strict=True))
     merged: list[tuple[int, int]] = []
     for k0, k1 in ranges:
         if merged and k0 <= merged[-1][1] + 1:

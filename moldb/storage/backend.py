@@ -20,7 +20,9 @@ from moldb.errors import SchemaVersionError, StorageError, StoreExistsError, Sto
 from moldb.storage import engine
 from moldb.storage.arrays import ARRAY_NAMES, create_arrays
 from moldb.storage.block_cache import shared_cache
+from moldb.storage.cells import read_cells
 from moldb.storage.chunks import DEFAULT_CHUNK_ROWS, DEFAULT_PAGE_ROWS
+from moldb.storage.consolidate import consolidate_fragments
 from moldb.storage.lock import writer_lock
 
 __all__ = ["CHUNKED_ENCODING_VERSION", "ENCODING_VERSION", "OBJECT_TYPE", "SCHEMA_VERSION", "Backend"]
@@ -204,6 +206,9 @@ class Backend:
             with engine.mapped(uri, "consolidating"):
                 budget = consolidation_budget(int(vfs.dir_size(uri)) if not bulk else 0)
                 for mode in modes:
+                    if mode == "fragments":  # retried with a larger budget if a cell does not fit (consolidate.py)
+                        consolidate_fragments(uri, {"sm.mem.total_budget": str(budget)}, self.ctx)
+                        continue
                     cfg = tiledb.Config({"sm.consolidation.mode": mode, "sm.mem.total_budget": str(budget)})
                     tiledb.consolidate(uri, config=cfg, ctx=self.ctx)
 
@@ -287,6 +292,8 @@ class Backend:
     @staticmethod
     def _blocks_query(arr: tiledb.Array, ids: list[int], attrs: Sequence[str]) -> dict[str, Any]:
         with engine.mapped(arr.uri, "reading blocks"):
+            if tuple(attrs) == ("data",):  # blobs: reused buffers, no per-query allocation (moldb.storage.cells)
+                return read_cells(arr, ids)
             return arr.query(attrs=list(attrs), order="U").multi_index[[(b, b) for b in ids]]
 
     # -- chemical-component templates ------------------------------------------------------------

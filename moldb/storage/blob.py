@@ -106,11 +106,12 @@ def _running(packed: np.ndarray, pack16: bool) -> np.ndarray:
     The sum of a ±32767 run and its remainder is one delta, so the running sum taken at the
     remainders (the elements that are not ±32767) is the column itself: no unpacking needed.
     """
-    c = np.cumsum(packed, dtype=np.int64)
-    if pack16:
-        ovf = (packed == _LIM16) | (packed == -_LIM16)
-        if ovf.any():
-            c = c[~ovf]
+    # widened first, then summed in place: ``cumsum(dtype=int64)`` of a narrow array takes numpy's
+    # buffered casting loop, 10x slower on a 64k-row chunk (805 vs 81 µs for 98k int16 values)
+    c = packed.astype(np.int64)
+    np.cumsum(c, out=c)
+    if pack16 and packed.size and (packed.max() >= _LIM16 or packed.min() <= -_LIM16):
+        c = c[(packed != _LIM16) & (packed != -_LIM16)]
     return c
 
 
@@ -123,7 +124,7 @@ def _shuffle(a: np.ndarray) -> bytes:
 _UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-def _unshuffle(raw: bytes, dtype: np.dtype) -> np.ndarray:
+def _unshuffle(raw: bytes | np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Inverse of :func:`_shuffle` (any little-endian integer ``dtype``)."""
     size = dtype.itemsize
     if size == 1:

@@ -112,16 +112,23 @@ class Manifest:
         return np.searchsorted(self.bounds, self.zbounds[np.asarray(zones, dtype=np.int64)], "right") - 1
 
     def holds(self, column: str, codes: np.ndarray) -> np.ndarray:
-        """Per zone, whether its code set of ``column`` holds any of ``codes``."""
+        """Per zone, whether its code set of ``column`` holds any of ``codes`` (answers kept per code set)."""
         key = "#sets:" + column
         if key not in self._index:
             sets = self.sets[column]
             self._index[key] = {"chunk": np.repeat(np.arange(len(sets)), [len(x) for x in sets]),
-                                "code": np.concatenate(sets) if sets else np.zeros(0, np.int64)}
+                                "code": np.concatenate(sets) if sets else np.zeros(0, np.int64), "seen": {}}
         flat: Any = self._index[key]
-        out = np.zeros(self.zbounds.size - 1, dtype=bool)
-        out[flat["chunk"][np.isin(flat["code"], codes)]] = True
-        return out
+        seen: dict[bytes, np.ndarray] = flat["seen"]
+        got = seen.get(codes.tobytes())
+        if got is None:
+            got = np.zeros(self.zbounds.size - 1, dtype=bool)
+            got[flat["chunk"][np.isin(flat["code"], codes)]] = True
+            got.flags.writeable = False
+            if len(seen) >= 256:
+                seen.clear()
+            seen[codes.tobytes()] = got
+        return got
 
     def arrow_dictionary(self, column: str) -> pa.Array:
         """The dictionary of ``column`` as an Arrow string array (built once)."""

@@ -16,6 +16,7 @@ from typing import Any
 import tiledb
 
 from moldb.errors import StorageError, StorageUnavailableError, StoreNotFoundError
+from moldb.storage import allocator
 
 __all__ = ["context", "is_local", "is_s3", "is_unavailable", "join", "mapped", "settings", "split_s3", "vfs"]
 
@@ -53,6 +54,11 @@ S3_DEFAULTS: dict[str, str] = {
     "vfs.s3.connect_scale_factor": "25",
 }
 
+#: TileDB's default calls ``malloc_trim`` when every query ends: the next query (and the numpy and
+#: zstd buffers that decode its blobs) then page-faults its memory in again. Measured on a 3-cell read
+#: of ``blocks`` (440 kB): 2.4 → 1.4 ms fastest call; a process keeps the heap it had at its peak.
+READ_DEFAULTS: dict[str, str] = {"sm.mem.malloc_trim": "false"}
+
 
 def settings(config: Mapping[str, str] | None = None) -> dict[str, str]:
     """The effective configuration: defaults, then environment variables, then ``config``.
@@ -72,6 +78,7 @@ def settings(config: Mapping[str, str] | None = None) -> dict[str, str]:
     cfg = {
         "sm.compute_concurrency_level": str(max(1, os.cpu_count() or 1)),
         "sm.io_concurrency_level": str(max(1, os.cpu_count() or 1)),
+        **READ_DEFAULTS,
         **S3_DEFAULTS,
     }
     for key, names in ENV_SETTINGS.items():
@@ -103,6 +110,7 @@ def context(config: Mapping[str, str] | None = None) -> tiledb.Ctx:
     cfg = {k: v for k, v in settings(config).items() if not k.startswith("moldb.")}
     key = tuple(sorted(cfg.items()))
     if key not in _CTX:
+        allocator.tune()  # once per process: glibc's steady-state thresholds (moldb.storage.allocator)
         _CTX[key] = tiledb.Ctx(tiledb.Config(cfg))
     return _CTX[key]
 

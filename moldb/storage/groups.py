@@ -27,13 +27,14 @@ from moldb.storage.blob_pages import read_into, read_pages, read_rows
 from moldb.storage.chunks import Manifest, parse_manifest
 from moldb.storage.codec import arrow_columns
 
-__all__ = ["GroupSource", "fetch", "manifest_cache", "open_groups"]
+__all__ = ["GroupSource", "fetch", "header_cache", "manifest_cache", "open_groups"]
 
 #: Threads decoding the chunks of one block in a full read (``MOLDB_DECODE_THREADS``; 1: serial).
 DECODE_THREADS = int(os.environ.get("MOLDB_DECODE_THREADS", min(4, os.cpu_count() or 1)))
 PARALLEL_MIN_ROWS = 32_768  # reads of fewer rows than twice this stay serial
 _POOL: list[ThreadPoolExecutor] = []
 MANIFESTS_KEPT = 1024
+HEADERS_KEPT = 4096  # parsed chunk headers kept per store handle
 TINY_BLOB = 256  # plain blobs this small (a group without columns) are kept with the manifests
 
 
@@ -41,6 +42,16 @@ def manifest_cache(backend: Any) -> OrderedDict[int, Manifest | bytes]:
     """Parsed manifests of chunked blocks read through ``backend``, and tiny plain blobs such as an
     entry's empty ``aniso`` group (LRU by count; a block id always holds the same bytes)."""
     cache: OrderedDict[int, Manifest | bytes] = backend.__dict__.setdefault("_manifests", OrderedDict())
+    return cache
+
+
+def header_cache(backend: Any) -> OrderedDict[int, tuple[dict[str, Any], int]]:
+    """Parsed headers of chunk cells read through ``backend``, by chunk block id (LRU by count).
+
+    A chunk's header (column layout, frame sizes, page bases) is parsed with msgpack on every
+    read otherwise (~40 µs per chunk); a block id always holds the same bytes.
+    """
+    cache: OrderedDict[int, tuple[dict[str, Any], int]] = backend.__dict__.setdefault("_chunk_headers", OrderedDict())
     return cache
 
 
@@ -70,11 +81,13 @@ class GroupSource:
         The manifest of a chunked block.
     """
 
-    def __init__(self, block: int, blob: bytes | None = None, manifest: Manifest | None = None) -> None:
+    def __init__(self, block: int, blob: bytes | None = None, manifest: Manifest | None = None,
+                 headers: OrderedDict[int, tuple[dict[str, Any], int]] | None = None) -> None:
         self.block = int(block)
         self.manifest = manifest
         self.blobs: dict[int, bytes] = {} if blob is None else {0: blob}
         self._headers: dict[int, tuple[dict[str, Any], int]] = {}  # parsed chunk headers
+        self._shared = headers  # the store handle's parsed chunk headers, by block id
         if manifest is not None:
             self.bounds = manifest.bounds
             self.zbounds = manifest.zbounds
@@ -125,10 +138,22 @@ class GroupSource:
             self._headers = {k: v for k, v in self._headers.items() if k in keep}
 
     def header(self, k: int) -> tuple[dict[str, Any], int]:
-        """Parsed header of fetched chunk ``k`` (kept)."""
-        if k not in self._headers:
-            self._headers[k] = read_header(self.blobs[k])
-        return self._headers[k]
+        """Parsed header of fetched chunk ``k`` (kept, and shared through the store handle's cache)."""
+        got = self._headers.get(k)
+        if got is None:
+            shared = self._shared
+            bid = self.block + self.manifest.first + self.manifest.stride * k if self.manifest is not None else -1
+            got = shared.get(bid) if shared is not None else None
+            if got is not None and shared is not None:
+                shared.move_to_end(bid)
+            elif got is None:
+                got = read_header(self.blobs[k])
+                if shared is not None:
+                    shared[bid] = got
+                    while len(shared) > HEADERS_KEPT:
+                        shared.popitem(last=False)
+            self._headers[k] = got
+        return got
 
     def columns(self) -> list[str]:
         """Names of the columns the block holds."""
@@ -245,6 +270,12 @@ class GroupSource:
         assert self.manifest is not None
         values: dict[str, Any] = {}
         masks: dict[str, np.ndarray] = {}
+        if len(parts) == 1:  # one chunk: its arrays as they are
+            one, masks = parts[0]
+            for name in want:
+                v = one[name]
+                values[name] = (v[0], self.manifest.dicts[name]) if isinstance(v, tuple) else v
+            return values, masks
         for name in want:
             got = [p[0][name] for p in parts]
             if self.manifest.cols[name]["kind"] in ("str", "text"):
@@ -272,6 +303,7 @@ def open_groups(backend: Any, blocks: Sequence[dict[str, int]], groups: Sequence
                 ) -> list[dict[str, GroupSource]]:
     """Sources of ``groups`` for several versions' block maps; uncached blocks in one query."""
     cache = manifest_cache(backend)
+    heads = header_cache(backend)
     need = sorted({int(b[g]) for b in blocks for g in groups if g in b and int(b[g]) not in cache})
     got = backend.read_blocks(need) if need else {}
     out = []
@@ -290,6 +322,6 @@ def open_groups(backend: Any, blocks: Sequence[dict[str, int]], groups: Sequence
             else:
                 cache.move_to_end(bid)
                 blob, man = (b"", hit) if isinstance(hit, Manifest) else (hit, None)
-            srcs[g] = GroupSource(bid, blob=blob) if man is None else GroupSource(bid, manifest=man)
+            srcs[g] = GroupSource(bid, blob=blob) if man is None else GroupSource(bid, manifest=man, headers=heads)
         out.append(srcs)
     return out
