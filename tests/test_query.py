@@ -199,8 +199,13 @@ def test_as_of_and_entry_metadata(tmp_path: Path) -> None:
     assert sorted(got.column("entry").to_pylist()) == want
     assert s.query_entries("ligands == 'GTP'").column("entry").to_pylist() == ["4GXY"]
     assert s.query_entries("has_aniso == false and n_chains >= 1").num_rows == 2
+    # the spelling: store.entries(where=...) is the same filtered metadata table
+    assert s.entries(where="resolution < 2.0 and method == 'X-RAY DIFFRACTION'").equals(got)
+    assert s.entries(where="ligands == 'GTP'").column("entry").to_pylist() == ["4GXY"]
     with pytest.raises(moldb.ValidationError):
         s.query_entries("resolutoin < 2")
+    with pytest.raises(moldb.ValidationError, match="resolutoin"):
+        s.entries(where="resolutoin < 2")
 
 
 def test_store_without_spatial_array_falls_back_to_decoding(tmp_path: Path) -> None:

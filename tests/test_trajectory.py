@@ -96,6 +96,18 @@ def test_h5md_export_reads_back_in_mdanalysis(prolif: moldb.Store, tmp_path: Pat
         np.testing.assert_array_equal(u.atoms.positions, t.frame(i))  # identical float32
         assert u.trajectory.ts.time == pytest.approx(t.time[i])
         np.testing.assert_allclose(u.trajectory.ts.dimensions[:3], t.box[i].diagonal(), rtol=1e-6)
+    # the topology's bonds travel as /connectivity/bonds (particle indices, referring to particles/trajectory)
+    import h5py
+
+    bonds = prolif.get("PROLIF-MD").bonds()
+    with h5py.File(out) as f:
+        pairs = f["connectivity/bonds"][()]
+        ref = f["connectivity/bonds"].attrs["particles_group"]
+        assert f[ref].name == "/particles/trajectory"
+        assert f["particles/trajectory/species"].shape == (5067,)
+        assert f["particles/trajectory/species"][:2].tolist() == [6, 1]  # CAY, HY1 of the first residue
+    np.testing.assert_array_equal(np.sort(pairs, axis=1), np.stack([bonds.column("atom_1").to_numpy(),
+                                                                    bonds.column("atom_2").to_numpy()], axis=1))
 
 
 def test_h5md_ingest_with_velocities_and_forces(store: moldb.Store) -> None:

@@ -12,6 +12,7 @@ import moldb.ir.extras  # registers the RMF / IHM extra-IR ingest hook
 import moldb.ir.store_ops
 import moldb.ir.trajectory  # registers the trajectory / frame-label descriptor types
 import moldb.query.spatial  # noqa: F401  (registers the spatial-index ingest hook)
+from moldb.api.connectivity import stored_bonds as _stored_bonds
 from moldb.api.structure import Structure
 from moldb.errors import EntryNotFoundError, ValidationError
 from moldb.ingest.formats import read_file
@@ -183,7 +184,7 @@ class Store:
         cif_block = rec.blocks["cif"]
         backend = self._backend
         return Structure(rec, atoms, masks, decimals, text, meta, lambda: read_categories(backend, cif_block),
-                         self._templates)
+                         self._templates, load_bonds=lambda: _stored_bonds(self, rec))
 
     def _templates(self, comp_ids: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
         got = self._backend.read_components(comp_ids)
@@ -200,8 +201,14 @@ class Store:
     def __contains__(self, entry: object) -> bool:
         return isinstance(entry, str) and bool(self._records(validate_entry_id(entry)))
 
-    def entries(self) -> pa.Table:
-        """One row per entry (its latest version): id, version, title, method, resolution, counts, time."""
+    def entries(self, where: str | None = None) -> pa.Table:
+        """One row per entry (its latest version): id, version, title, method, resolution, counts, time.
+
+        With ``where`` (e.g. ``"resolution < 2.0 and method == 'X-RAY DIFFRACTION'"``), the
+        entry-level metadata table of :meth:`query_entries`, filtered.
+        """
+        if where is not None:
+            return self.query_entries(where)
         cells = self._backend.versions_index()
         if self.as_of is not None:
             keep = np.flatnonzero(cells["ts"] <= self.as_of)

@@ -40,6 +40,7 @@ class Structure(CategoryLookup):
         meta: dict[str, Any],
         load_categories: Callable[[], list[Category]],
         load_templates: Callable[[list[str]], dict[str, tuple[list[str], np.ndarray]]] | None = None,
+        load_bonds: Callable[[], pa.Table | None] | None = None,
     ) -> None:
         self.version = version
         self.entry = version.entry
@@ -50,6 +51,7 @@ class Structure(CategoryLookup):
         self._meta = meta
         self._load_categories = load_categories
         self._load_templates = load_templates
+        self._load_bonds = load_bonds  # stored connectivity (H5MD /connectivity), see moldb.api.connectivity
 
     def __repr__(self) -> str:
         return (f"<Structure {self.entry} v{self.version.version}: {self.atoms.num_rows} atoms, "
@@ -75,6 +77,9 @@ class Structure(CategoryLookup):
     def bonds(self) -> pa.Table:
         """Bonds: CCD templates stored in the store, polymer links and ``struct_conn``.
 
+        Plus, for an entry ingested with connectivity (H5MD ``/connectivity``), the stored
+        pairs moldb does not derive itself, with ``kind`` ``connectivity/<element>``.
+
         Returns
         -------
         pyarrow.Table
@@ -90,7 +95,13 @@ class Structure(CategoryLookup):
             comps = [str(v) for v in vals.to_pylist() if v]
         templates = self._load_templates(comps) if self._load_templates is not None else {}
         conn = next((c.table for c in self.categories if c.name == "struct_conn"), None)
-        return compute_bonds(self.atoms, templates, conn)
+        bonds = compute_bonds(self.atoms, templates, conn)
+        stored = self._load_bonds() if self._load_bonds is not None else None
+        if stored is not None:
+            from moldb.api.connectivity import merge_bonds
+
+            bonds = merge_bonds(bonds, stored)
+        return bonds
 
     def to_parsed(self) -> ParsedEntry:
         """The interchange form used by the exporters."""

@@ -1,27 +1,32 @@
-"""Trajectories through the Store facade: ingest, random frame access, labels, frame queries, H5MD export.
+"""Trajectories through the Store facade: ingest and random frame access.
 
 ``store.trajectory(entry)`` returns a :class:`Trajectory`; ``t.frame(i)`` is one TileDB query
 of one frame's cells; ``t.frames(slice(0, 250, 10), select="name CA")`` evaluates the
 selection on the topology (the entry's atoms, ``docs/query.md``), then reads only the
 frames asked for and only the atom parts (``trace``, ``backbone`` …) the selected atoms
-live in — see ``docs/trajectories.md``.
+live in — see ``docs/trajectories.md``. Frame labels and ``frames_where`` live in
+:mod:`moldb.api.frame_query`, H5MD / multi-model export in :mod:`moldb.api.trajectory_export`
+(both re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from moldb.api.frame_query import FrameSelection, check_frame_labels, frames_where
+from moldb.api.trajectory_export import export_h5md, write_frames
 from moldb.errors import EntryNotFoundError, ValidationError
-from moldb.ir.trajectory import PART_NAMES, FrameLabels, TrajectoryDescriptor
+from moldb.ir.trajectory import PART_NAMES, Connectivity, FrameLabels, FrameObservable, TrajectoryDescriptor
 from moldb.schema.records import VersionInfo
 from moldb.storage import frames as fstore
 
 __all__ = ["FrameIndexError", "FrameSelection", "Trajectory", "check_frame_labels", "export_h5md", "frames_where",
-           "ingest_trajectory", "is_trajectory"]
+           "ingest_trajectory", "is_trajectory", "open_trajectory", "write_frames"]
 
 _TOPOLOGY_SUFFIXES = (".pdb.gz", ".pdb", ".cif.gz", ".cif", ".bcif", ".bcif.gz", ".mmtf", ".mmtf.gz", ".ent.gz")
 _BATCH = 256  # frames per TileDB query in Trajectory.frames
@@ -305,10 +310,48 @@ class Trajectory:
         """The entry version's :class:`~moldb.api.structure.Structure` (the atoms of the frames)."""
         return self._store.get(self.entry, version=self.version)
 
+    def _descriptors(self, *types: str) -> list[Any]:
+        from moldb.ir.store_ops import descriptor_objects
+
+        _, cells = self._store._ir_cells("descriptors", self.entry, self.version, None)
+        wanted = {k: c for k, c in cells.items() if c["tag"] in types}
+        return descriptor_objects(self._store._backend, self.entry, wanted) if wanted else []
+
     def labels(self) -> dict[str, np.ndarray]:
         """Frame labels of this version: name → one value per frame."""
-        return {d.name: d.values() for d in self._store.descriptors(self.entry, version=self.version)
-                if isinstance(d, FrameLabels)}
+        return {d.name: d.values() for d in self._descriptors(FrameLabels.TYPE) if isinstance(d, FrameLabels)}
+
+    def observables(self) -> dict[str, FrameObservable]:
+        """Per-frame observables of the source (H5MD ``/observables``): name → descriptor.
+
+        ``t.observables()["energy"].values`` has one value per frame (NaN where the file had
+        no sample at that frame's step); ``.unit``, ``.path`` say what and where it was.
+        """
+        return {d.name: d for d in self._descriptors(FrameObservable.TYPE) if isinstance(d, FrameObservable)}
+
+    def connectivity(self) -> Connectivity | None:
+        """The stored connectivity (H5MD ``/connectivity``: pairs of trajectory particles), or None."""
+        got = [d for d in self._descriptors(Connectivity.TYPE) if isinstance(d, Connectivity)]
+        return got[0] if got else None
+
+    def bonds(self) -> pa.Table:
+        """Bonds between trajectory particles: the entry's ``Structure.bonds()`` mapped onto the frames' atoms.
+
+        Columns as :meth:`moldb.api.structure.Structure.bonds`, but ``atom_1`` / ``atom_2``
+        index the atoms of :meth:`frame` (they equal the entry's atom rows unless the
+        topology has several models).
+        """
+        b = self.topology().bonds()
+        if self._rows is None:
+            keep = (b.column("atom_1").to_numpy() < self.n_atoms) & (b.column("atom_2").to_numpy() < self.n_atoms)
+            return b.filter(pa.array(keep))
+        pos = np.full(int(max(self._rows.max(initial=-1), b.column("atom_2").to_numpy().max(initial=-1))) + 1, -1,
+                      dtype=np.int64)
+        pos[self._rows] = np.arange(self._rows.size)
+        a1, a2 = pos[b.column("atom_1").to_numpy()], pos[b.column("atom_2").to_numpy()]
+        keep = (a1 >= 0) & (a2 >= 0)
+        b = b.filter(pa.array(keep))
+        return b.set_column(0, "atom_1", pa.array(a1[keep])).set_column(1, "atom_2", pa.array(a2[keep]))
 
 
 def open_trajectory(store: Any, entry: str, version: int | str | None = None) -> Trajectory:
@@ -317,164 +360,3 @@ def open_trajectory(store: Any, entry: str, version: int | str | None = None) ->
     return Trajectory(store, rec, d)
 
 
-# -- frame labels ----------------------------------------------------------------------------------------
-def check_frame_labels(store: Any, entry: str, d: FrameLabels) -> FrameLabels:
-    """Validate frame labels against the entry's trajectory; add the ``derived_from`` edge to it."""
-    from moldb.ir.model import Edge
-
-    if not d.name:
-        raise ValidationError("FrameLabels needs a name, e.g. moldb.FrameLabels('cluster', labels)")
-    if d.labels is None:
-        raise ValidationError(f"FrameLabels {d.name!r}: no labels given")
-    t = open_trajectory(store, entry)
-    n = int(np.asarray(d.labels).shape[0])
-    if n != t.n_frames:
-        raise ValidationError(f"FrameLabels {d.name!r}: {n} labels for the {t.n_frames} frames of {t.entry}; "
-                              "give one label per frame")
-    d = d.model_copy(deep=True)
-    if not any(e.kind == "derived_from" and e.parent == "trajectory" for e in d.edges):
-        d.edges.append(Edge(kind="derived_from", parent="trajectory", function=d.derived_from, materialized=True))
-    return d
-
-
-def _label_mask(node: Any, cols: dict[str, np.ndarray], n: int) -> np.ndarray:
-    from moldb.query.nodes import All, And, Cmp, IsIn, Not, Or, Range
-
-    ops = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal, ">": np.greater,
-           ">=": np.greater_equal}
-    if isinstance(node, All):
-        return np.ones(n, dtype=bool)
-    if isinstance(node, Cmp):
-        v = cols[node.column]
-        val: Any = node.value
-        if v.dtype == object:
-            val = str(val)
-        return np.asarray(ops[node.op](v, val), dtype=bool)
-    if isinstance(node, IsIn):
-        v = cols[node.column]
-        return np.isin(v, [str(x) if v.dtype == object else x for x in node.values])
-    if isinstance(node, Range):
-        v = cols[node.column]
-        return np.asarray((v >= node.lo) & (v <= node.hi), dtype=bool)
-    if isinstance(node, And):
-        m = np.ones(n, dtype=bool)
-        for it in node.items:
-            m &= _label_mask(it, cols, n)
-        return m
-    if isinstance(node, Or):
-        m = np.zeros(n, dtype=bool)
-        for it in node.items:
-            m |= _label_mask(it, cols, n)
-        return m
-    if isinstance(node, Not):
-        return ~_label_mask(node.item, cols, n)
-    raise ValidationError(f"frame label expressions support comparisons, and/or/not; not {type(node).__name__}")
-
-
-def frames_where(store: Any, expr: str, entry: str | None = None) -> np.ndarray:
-    """Frame indices (int64, sorted) where the frame-label expression holds (``"cluster == 3"``).
-
-    Without ``entry``, the one entry whose trajectory has every label named in ``expr``.
-    """
-    from moldb.query import parse
-
-    entries = [entry] if entry is not None else [str(e) for e in store.entries().column("entry").to_pylist()]
-    found: list[tuple[str, dict[str, np.ndarray]]] = []
-    for e in entries:
-        try:
-            rec, cells = store._ir_cells("descriptors", e, None, None)
-        except EntryNotFoundError:
-            if entry is not None:
-                raise
-            continue
-        if not any(c["tag"] == FrameLabels.TYPE for c in cells.values()):
-            continue
-        labels = {d.name: d.values() for d in store.descriptors(rec.entry, version=rec.version)
-                  if isinstance(d, FrameLabels)}
-        found.append((rec.entry, labels))
-    kinds = {}
-    for _, labels in found:
-        for k, v in labels.items():
-            kinds[k] = "str" if v.dtype == object else "float" if v.dtype.kind == "f" else "int"
-    node = parse(expr, columns=kinds, keywords={})
-    from moldb.query.nodes import columns
-
-    needed = columns(node)
-    hits = [(e, lab) for e, lab in found if needed <= set(lab)]
-    if not hits:
-        raise ValidationError(f"no trajectory has frame labels {sorted(needed)}"
-                              + (f" in {entry}" if entry else "") + "; add them with store.add_descriptor("
-                              "entry, moldb.FrameLabels(name, labels))")
-    if len(hits) > 1:
-        raise ValidationError(f"frame labels {sorted(needed)} exist in several entries "
-                              f"({', '.join(e for e, _ in hits)}); pass entry=...")
-    _, labels = hits[0]
-    n = len(next(iter(labels.values())))
-    return np.flatnonzero(_label_mask(node, labels, n)).astype(np.int64)
-
-
-class FrameSelection:
-    """Atoms of a :class:`~moldb.query.Selection` over chosen frames of each entry's trajectory.
-
-    ``rows()`` as for a selection; ``to_numpy()`` → entry → (n_frames, n_atoms, 3) float32.
-    """
-
-    def __init__(self, store: Any, selection: Any, frames: Any) -> None:
-        self.store = store
-        self.selection = selection
-        self.frames = frames
-
-    def __repr__(self) -> str:
-        return f"<moldb FrameSelection {self.selection!r} frames={self.frames!r}>"
-
-    def rows(self) -> dict[str, np.ndarray]:
-        """Entry → selected atom rows."""
-        return dict(self.selection.rows())
-
-    def entries(self) -> list[str]:
-        """Entries with selected atoms."""
-        return list(self.selection.entries())
-
-    def frame_indices(self) -> dict[str, np.ndarray]:
-        """Entry → frame indices."""
-        return {e: open_trajectory(self.store, e).frame_indices(self.frames) for e in self.entries()}
-
-    def to_numpy(self, what: str = "xyz") -> dict[str, np.ndarray]:
-        """Entry → coordinates of the selected atoms over the selected frames, (k, m, 3) float32."""
-        if what != "xyz":
-            raise ValidationError(f"FrameSelection.to_numpy({what!r}): only 'xyz'")
-        out = {}
-        for e, rows in self.rows().items():
-            t = open_trajectory(self.store, e)
-            if t._rows is None:
-                idx = rows[rows < t.n_atoms]
-            else:
-                pos = np.searchsorted(t._rows, rows)
-                idx = pos[(pos < t._rows.size) & (t._rows[np.minimum(pos, t._rows.size - 1)] == rows)]
-            out[e] = t.frames(self.frames, select=idx)
-        return out
-
-
-# -- export ----------------------------------------------------------------------------------------------
-def export_h5md(store: Any, entry: str, path: str | Path, version: int | str | None = None,
-                author: str = "moldb") -> Path:
-    """Write the trajectory of ``entry`` as H5MD 1.1 (``particles/trajectory``, Å, ps) at ``path``."""
-    from moldb.export.h5md import write_h5md
-
-    t = open_trajectory(store, entry, version)
-    s = t.topology()
-    atoms = s.atoms
-    if t._rows is not None:
-        atoms = atoms.take(t._rows)
-    names = [str(v) for v in atoms.column("label_atom_id").to_pylist()] if "label_atom_id" in atoms.column_names \
-        else None
-    elements = [str(v or "X") for v in atoms.column("type_symbol").to_pylist()] \
-        if "type_symbol" in atoms.column_names else None
-    def reader(field: str) -> Callable[[int, int], np.ndarray]:
-        return lambda lo, hi: t.frames(slice(lo, hi), field=field)
-
-    extra = {f: reader(f) for f in t.fields if f != "position"}
-    return write_h5md(Path(path), n_atoms=t.n_atoms, n_frames=t.n_frames,
-                      positions=lambda lo, hi: t.frames(slice(lo, hi)), time=t.time, step=t.step, box=t.box,
-                      extra=extra, units=t.units, names=names, elements=elements, author=author,
-                      title=f"{t.entry} v{t.version}")

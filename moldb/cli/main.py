@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import moldb
+from moldb.cli.frames import register as _register_frames
 from moldb.errors import MoldbError
 
 app = typer.Typer(help="moldb: a versioned array database for macromolecular structures.",
@@ -73,10 +74,14 @@ def init(uri: Annotated[str, typer.Argument(help="Where to create the store")]) 
 
 @app.command()
 def ingest(
-    files: Annotated[list[Path], typer.Argument(help="mmCIF / PDB / BinaryCIF / MMTF files (.gz ok)")],
+    files: Annotated[list[Path], typer.Argument(
+        help="mmCIF / PDB / BinaryCIF / MMTF files (.gz ok); trajectories: H5MD, XTC, DCD, TRR, NetCDF")],
     store: StoreOpt,
     entry: Annotated[str | None, typer.Option(help="Entry id (single file only)")] = None,
     json_out: JsonOpt = False,
+    topology: Annotated[Path | None, typer.Option(
+        "--topology", "-t", help="Structure file with the atoms of the trajectories (H5MD: default same-stem file)")]
+    = None,
 ) -> None:
     """Ingest structure files; each becomes version 1 of a new entry."""
     st = _open(store)
@@ -90,7 +95,7 @@ def ingest(
         for f in files:
             bar.update(task, description=f"ingesting {f.name}")
             try:
-                v = st.ingest(f, entry=entry)
+                v = st.ingest(f, entry=entry, topology=topology)
                 done.append(v.as_dict())
             except (MoldbError, OSError) as exc:
                 failed.append({"file": str(f), "error": str(exc)})
@@ -579,6 +584,9 @@ def user_revoke(token_id: Annotated[str, typer.Argument(help="Token id (the 16 h
     except MoldbError as exc:
         raise _fail(exc) from exc
     out.print(f"revoked token {info.id} of {info.user} ({info.role} in lab {info.lab})")
+
+
+_register_frames(app, _open, _fail, out, err)  # moldb frames ENTRY -o out.{h5md,pdb,cif,xyz}
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Trajectory ingest: H5MD (h5py) and XTC / DCD / TRR / NetCDF (MDAnalysis, the ``md`` extra).
+"""Trajectory ingest: H5MD (:mod:`moldb.ingest.h5md`), XTC / DCD / TRR / NetCDF (MDAnalysis: :mod:`moldb.ingest.md`).
 
 The topology becomes a normal entry version (its atoms, through :func:`moldb.ingest.load.commit`);
 the frames become a :class:`~moldb.ir.trajectory.TrajectoryDescriptor` plus cells of the
@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from moldb.errors import ParseError, UnsupportedFormatError, ValidationError
 from moldb.ingest.hooks import register_ingest_hook
+from moldb.ir.model import Descriptor, Edge
 from moldb.ir.trajectory import PART_NAMES, TrajectoryDescriptor
 from moldb.schema.parsed import ParsedEntry, SourceInfo
 from moldb.storage import frames as fstore
@@ -38,10 +39,12 @@ __all__ = ["MD_FORMATS", "EncodedTrajectory", "FrameSource", "atom_parts", "enco
 MD_FORMATS = {".xtc": "XTC", ".dcd": "DCD", ".trr": "TRR", ".nc": "NCDF", ".ncdf": "NCDF", ".netcdf": "NCDF"}
 _NAMED = {"xtc": "XTC", "dcd": "DCD", "trr": "TRR", "netcdf": "NCDF", "ncdf": "NCDF", "nc": "NCDF", "h5md": "H5MD"}
 _LENGTH = {"nm": 10.0, "Angstrom": 1.0, "angstrom": 1.0, "A": 1.0, "pm": 0.01, "fm": 1e-5}
-_TIME = {"ps": 1.0, "fs": 1e-3, "ns": 1e3, "s": 1e12, "second": 1e12}
+_TIME = {"ps": 1.0, "fs": 1e-3, "ns": 1e3, "s": 1e12, "second": 1e12, "sec": 1e12, "AKMA": 4.888821e-2}
 _VELOCITY = {"nm ps-1": 10.0, "Angstrom ps-1": 1.0, "A ps-1": 1.0, "Angstrom fs-1": 1e3, "A fs-1": 1e3,
-             "nm ns-1": 1e-2, "pm ps-1": 1e-2}
-_FORCE = {"kJ mol-1 nm-1": 0.1, "kJ mol-1 Angstrom-1": 1.0, "kJ mol-1 A-1": 1.0}
+             "nm ns-1": 1e-2, "pm ps-1": 1e-2, "m s-1": 1e-2}
+_EV = 96.48533212331  # kJ/mol per eV
+_FORCE = {"kJ mol-1 nm-1": 0.1, "kJ mol-1 Angstrom-1": 1.0, "kJ mol-1 A-1": 1.0, "kcal mol-1 Angstrom-1": 4.184,
+          "kcal mol-1 A-1": 4.184, "eV/Angstrom": _EV, "eV Angstrom-1": _EV, "eV/A": _EV, "eV A-1": _EV}
 _WATER = {"HOH", "WAT", "SOL", "TIP3", "TIP4", "TIP5", "T3P", "T4P", "SPC", "H2O", "DOD", "TIP"}
 _BACKBONE = {"N", "C", "O", "OXT", "O5'", "C5'", "C4'", "C3'", "O3'", "OP1", "OP2", "O1P", "O2P"}
 CHUNK_FRAMES = 256  # frames encoded and written per fragment
@@ -78,22 +81,6 @@ def _require_h5py(path: str | Path) -> Any:
     return h5py
 
 
-def _triclinic(dims: np.ndarray | None) -> np.ndarray:
-    """(a, b, c, alpha, beta, gamma) → 3×3 edge vectors (rows), as MDAnalysis's ``triclinic_vectors``."""
-    out = np.zeros((3, 3), dtype=np.float32)
-    if dims is None or not np.all(np.isfinite(dims)) or np.any(np.asarray(dims[:3]) <= 0):
-        return out
-    a, b, c, al, be, ga = (float(v) for v in dims)
-    if al == 90.0 and be == 90.0 and ga == 90.0:
-        return np.diag([a, b, c]).astype(np.float32)
-    al, be, ga = np.deg2rad([al, be, ga])
-    bx, by = b * np.cos(ga), b * np.sin(ga)
-    cx = c * np.cos(be)
-    cy = c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga)
-    cz = np.sqrt(max(c * c - cx * cx - cy * cy, 0.0))
-    return np.array([[a, 0, 0], [bx, by, 0], [cx, cy, cz]], dtype=np.float32)
-
-
 @dataclass
 class FrameSource:
     """An open trajectory file: counts, per-frame arrays and a frame iterator.
@@ -113,6 +100,11 @@ class FrameSource:
         Units of the stored values.
     species : numpy.ndarray or None
         H5MD ``species`` of the first frame (used when there is no topology file).
+    extras : list of moldb.ir.Descriptor
+        Descriptors read with the frames and stored with them (H5MD observables, connectivity).
+    notes : dict
+        What the reader recorded but did not store as frames (skipped or constant observables,
+        connectivity elements it left out); kept in the trajectory descriptor's ``source``.
     """
 
     path: Path
@@ -126,6 +118,8 @@ class FrameSource:
     units: dict[str, str]
     species: np.ndarray | None = None
     _iter: Any = field(default=None, repr=False)
+    extras: list[Any] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def chunks(self, size: int = CHUNK_FRAMES) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Yield ``(first frame, {field: (k, n_atoms, 3) float32})`` chunks in frame order."""
@@ -133,176 +127,11 @@ class FrameSource:
         return it
 
 
-def _h5md_particles(f: Any, path: Path) -> Any:
-    if "particles" not in f or not len(f["particles"]):
-        raise ParseError(str(path), "not an H5MD file: no /particles group (H5MD 1.1 needs particles/<group>)")
-    groups = list(f["particles"])
-    name = "trajectory" if "trajectory" in groups else groups[0]
-    g = f["particles"][name]
-    if "position" not in g or "value" not in g["position"]:
-        raise ParseError(str(path), f"H5MD group particles/{name} has no position/value dataset")
-    return g
-
-
-def _scale(ds: Any, table: dict[str, float], what: str, path: Path) -> tuple[float, str]:
-    unit = ds.attrs.get("unit", None)
-    if isinstance(unit, bytes):
-        unit = unit.decode()
-    if unit is None:
-        return 1.0, ""
-    if unit not in table:
-        return 1.0, str(unit)  # kept as given (recorded in the descriptor's units)
-    return table[str(unit)], ""
-
-
-def _open_h5md(path: Path) -> FrameSource:
-    h5py = _require_h5py(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ParseError(str(path), f"cannot open as HDF5/H5MD ({exc})") from exc
-    try:
-        if "h5md" not in f:
-            raise ParseError(str(path), "not an H5MD file: no /h5md group with the version attribute")
-        g = _h5md_particles(f, path)
-        pos = g["position"]["value"]
-        if pos.ndim != 3 or pos.shape[2] != 3:
-            raise ParseError(str(path), f"position/value has shape {pos.shape}; expected (frames, atoms, 3)")
-        n_frames, n_atoms = int(pos.shape[0]), int(pos.shape[1])
-        lscale, lunit = _scale(pos, _LENGTH, "length", path)
-        units = {"length": lunit or "Angstrom", "time": "ps"}
-
-        def series(name: str, dtype: type) -> np.ndarray | None:
-            for grp in ("position", "velocity", "force", "box/edges"):
-                if grp in g and name in g[grp]:
-                    ds = g[grp][name]
-                    if ds.shape == ():  # fixed time step: H5MD stores a scalar
-                        return None
-                    a = np.asarray(ds[:n_frames])
-                    if name == "time":
-                        s, u = _scale(ds, _TIME, "time", path)
-                        if u:
-                            units["time"] = u
-                        return a.astype(np.float64) * s
-                    return a.astype(dtype)
-            return None
-
-        step = series("step", np.int64)
-        time = series("time", np.float64)
-        step = np.arange(n_frames, dtype=np.int64) if step is None else step
-        time = step.astype(np.float64) if time is None else time
-        box = None
-        if "box" in g and "edges" in g["box"]:
-            e = g["box"]["edges"]
-            val = e["value"] if isinstance(e, h5py.Group) else e
-            bscale, _ = _scale(val, _LENGTH, "length", path)
-            a = np.asarray(val[()], dtype=np.float64) * bscale
-            # time-dependent (a group with value/step/time) or fixed
-            a = a[:n_frames] if isinstance(e, h5py.Group) else np.broadcast_to(a, (n_frames, *a.shape))
-            if a.ndim == 2:  # rectangular: edge lengths
-                a = np.stack([np.diag(r) for r in a])
-            box = a.astype(np.float32)
-        fields = ["position"]
-        extra: dict[str, tuple[Any, float]] = {}
-        for name, key, table in (("velocity", "velocity", _VELOCITY), ("force", "force", _FORCE),
-                                 ("force", "forces", _FORCE)):
-            if key in g and "value" in g[key] and name not in extra:
-                ds = g[key]["value"]
-                if ds.shape[:2] != (n_frames, n_atoms):
-                    raise ParseError(str(path), f"{key}/value has shape {ds.shape}; expected "
-                                                f"({n_frames}, {n_atoms}, 3) like position/value")
-                s, u = _scale(ds, table, name, path)
-                units[name] = u or {"velocity": "Angstrom ps-1", "force": "kJ mol-1 Angstrom-1"}[name]
-                extra[name] = (ds, s)
-                fields.append(name)
-        species = None
-        if "species" in g:
-            sp = g["species"]
-            sv = sp["value"] if isinstance(sp, h5py.Group) else sp
-            species = np.asarray(sv[0] if sv.ndim == 2 else sv[()])
-    except ParseError:
-        f.close()
-        raise
-    except (KeyError, OSError, ValueError) as exc:
-        f.close()
-        raise ParseError(str(path), f"unreadable H5MD ({exc})") from exc
-
-    def chunks(size: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        try:
-            for lo in range(0, n_frames, size):
-                hi = min(lo + size, n_frames)
-                out = {"position": _f32(pos[lo:hi], lscale)}
-                for name, (ds, s) in extra.items():
-                    out[name] = _f32(ds[lo:hi], s)
-                yield lo, out
-        except (OSError, ValueError) as exc:
-            raise ParseError(str(path), f"unreadable frame data ({exc})") from exc
-        finally:
-            f.close()
-
-    return FrameSource(path, "H5MD", n_atoms, n_frames, time, step, box, fields, units, species, chunks)
-
-
 def _f32(a: Any, scale: float) -> np.ndarray:
     x = np.asarray(a)
     if scale != 1.0:
         return (x.astype(np.float64) * scale).astype(np.float32)
     return x.astype(np.float32, copy=False)
-
-
-def _open_md(path: Path, fmt: str) -> FrameSource:
-    mda = require_mdanalysis(path)
-    import warnings
-
-    from MDAnalysis.coordinates.core import get_reader_for
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reader = get_reader_for(str(path), format=fmt)(str(path))
-        n_frames, n_atoms = int(reader.n_frames), int(reader.n_atoms)
-    except (OSError, ValueError, EOFError, RuntimeError, TypeError, IndexError) as exc:
-        raise ParseError(str(path), f"cannot read as {fmt} ({type(exc).__name__}: {exc})") from exc
-    del mda
-    time = np.zeros(n_frames, dtype=np.float64)
-    step = np.arange(n_frames, dtype=np.int64)
-    box = np.zeros((n_frames, 3, 3), dtype=np.float32)
-    ts0 = reader.ts
-    fields = ["position"] + (["velocity"] if ts0.has_velocities else []) + (["force"] if ts0.has_forces else [])
-    state = {"box_seen": False}
-
-    def chunks(size: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        try:
-            buf: dict[str, list[np.ndarray]] = {k: [] for k in fields}
-            first = 0
-            for i, ts in enumerate(reader):
-                time[i] = float(ts.time)
-                step[i] = int(ts.data.get("step", i))
-                if ts.dimensions is not None:
-                    box[i] = _triclinic(np.asarray(ts.dimensions))
-                    state["box_seen"] = True
-                buf["position"].append(ts.positions.copy())
-                if "velocity" in buf:
-                    buf["velocity"].append(ts.velocities.copy())
-                if "force" in buf:
-                    buf["force"].append(ts.forces.copy())
-                if len(buf["position"]) == size:
-                    yield first, {k: np.stack(v) for k, v in buf.items()}
-                    first = i + 1
-                    buf = {k: [] for k in fields}
-            if buf["position"]:
-                yield first, {k: np.stack(v) for k, v in buf.items()}
-        except (OSError, ValueError, EOFError, RuntimeError) as exc:
-            raise ParseError(str(path), f"unreadable frame ({type(exc).__name__}: {exc})") from exc
-        finally:
-            reader.close()
-
-    src = FrameSource(path, fmt, n_atoms, n_frames, time, step, box, fields,
-                      {"length": "Angstrom", "time": "ps", **({"velocity": "Angstrom ps-1"} if "velocity" in fields
-                                                              else {}),
-                       **({"force": "kJ mol-1 Angstrom-1"} if "force" in fields else {})}, None, chunks)
-    src.__dict__["_box_state"] = state
-    return src
 
 
 def open_trajectory(path: str | Path, format: str | None = None) -> FrameSource:
@@ -323,7 +152,13 @@ def open_trajectory(path: str | Path, format: str | None = None) -> FrameSource:
     fmt = trajectory_format(p, format)
     if fmt is None:
         raise UnsupportedFormatError(str(p), "not a trajectory format moldb reads (H5MD, XTC, DCD, TRR, NetCDF)")
-    return _open_h5md(p) if fmt == "H5MD" else _open_md(p, fmt)
+    if fmt == "H5MD":
+        from moldb.ingest.h5md import open_h5md
+
+        return open_h5md(p)
+    from moldb.ingest.md import open_md
+
+    return open_md(p, fmt)
 
 
 def atom_parts(atoms: pa.Table) -> np.ndarray:
@@ -375,6 +210,7 @@ class EncodedTrajectory:
     descriptor: TrajectoryDescriptor
     position_cells: list[list[bytes]]
     extra_cells: dict[int, list[list[bytes]]]
+    extras: list[Descriptor] = field(default_factory=list)
 
     @property
     def nbytes(self) -> int:
@@ -430,11 +266,16 @@ def encode_trajectory(src: FrameSource, part: np.ndarray, atom_rows: np.ndarray 
         max_cell=max([fstore.cell_sizes(pos_cells), *(fstore.cell_sizes(c) for c in extra.values())]),
         units=dict(src.units),
         source={"path": str(src.path), "format": src.format, "sha256": digest.hexdigest(),
-                "size": src.path.stat().st_size},
+                "size": src.path.stat().st_size, **src.notes},
         time=src.time.astype(np.float64), step=src.step.astype(np.int64), box=box, part=part.astype(np.uint8),
         atom_rows=atom_rows)
     d.provenance.source = f"ingest:{src.format.lower()}"
-    return EncodedTrajectory(d, pos_cells, extra)
+    extras = []
+    for x in src.extras:  # observables / connectivity: derived from the trajectory
+        x = x.model_copy(deep=True)
+        x.edges.append(Edge(kind="derived_from", parent=d.id, function=f"ingest:{src.format.lower()}"))
+        extras.append(x)
+    return EncodedTrajectory(d, pos_cells, extra, extras)
 
 
 # -- the commit hook -------------------------------------------------------------------------------------
@@ -471,9 +312,11 @@ def trajectory_hook(backend: Backend, ts: int, entry: str, parsed: Any, blocks: 
             fstore.write_frames(backend, ts, d.traj_id, [pid], cells[lo:lo + CHUNK_FRAMES], lo)
     index = backend.read_versions(entry, attrs=["ts"])
     version = int(np.max(index["version"])) + 1 if len(index["version"]) else 1
-    spec = d.spec()
-    ir_store.write_ir_cells(backend, "descriptors", ts, entry, version,
-                            [(d.id, str(spec["type"]), spec, ir_store.pack_arrays(d.arrays()))])
+    ir_cells = []
+    for x in [d, *enc.extras]:
+        spec = x.spec()
+        ir_cells.append((x.id, str(spec["type"]), spec, ir_store.pack_arrays(x.arrays())))
+    ir_store.write_ir_cells(backend, "descriptors", ts, entry, version, ir_cells)
 
 
 register_ingest_hook("moldb.trajectory", trajectory_hook)

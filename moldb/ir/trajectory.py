@@ -1,10 +1,12 @@
-"""Regime 2 descriptors on the ``frame`` sample axis: stored trajectories and per-frame labels.
+"""Regime 2 descriptors on the ``frame`` sample axis: stored trajectories and per-frame data.
 
 Pure data (pydantic + numpy). A :class:`TrajectoryDescriptor` says where an entry's frames
 live in the store's ``frames`` array (trajectory id, atom parts, fixed-point decimals) and
 carries the per-frame arrays that share the axis (``time``, ``step``, ``box``);
 :class:`FrameLabels` attaches one label per frame (cluster ids, states, flags) with its
-``derived_from`` provenance. Importing this module registers both types with
+``derived_from`` provenance; :class:`FrameObservable` holds one per-frame observable of the
+source (H5MD ``/observables``: energies, λ ...) and :class:`Connectivity` the particle tuples
+of H5MD ``/connectivity`` (bonds). Importing this module registers the four types with
 :func:`moldb.ir.descriptors.descriptor_from`.
 """
 
@@ -18,7 +20,7 @@ from pydantic import Field, field_validator
 from moldb.ir.descriptors import DESCRIPTOR_TYPES
 from moldb.ir.model import Composition, Descriptor, Mode, OperatorRef, Regime, SignalType
 
-__all__ = ["PART_NAMES", "FrameLabels", "TrajectoryDescriptor"]
+__all__ = ["PART_NAMES", "Connectivity", "FrameLabels", "FrameObservable", "TrajectoryDescriptor"]
 
 #: atom parts of a frame (one ``frames`` cell each): a selection reads only the parts it touches
 PART_NAMES = ("trace", "backbone", "sidechain", "other", "water")
@@ -138,5 +140,101 @@ class FrameLabels(Descriptor):
         return a
 
 
+class FrameObservable(Descriptor):
+    """One observable per frame (H5MD ``/observables`` element: energy, temperature, λ ...), on the ``frame`` axis.
+
+    Attributes
+    ----------
+    name : str
+        Name used in :meth:`moldb.Store.frames_where` (``"energy < 1.5"``) and on export
+        (``observables/<name>``).
+    values : numpy.ndarray, shape (n_frames, ...)
+        The value at each frame (NaN where the source has no sample at that frame's step).
+    unit : str
+        Unit as the source gives it (values are not converted).
+    path : str
+        Where the source file had it (``observables/atoms/energy``).
+    n_samples, n_matched : int
+        Samples in the source; frames that got one (matched by ``step``, else by index).
+    """
+
+    TYPE = "frame_observable"
+    ARRAYS = ("values",)
+    regime: Regime = Regime.ENSEMBLE
+    scope: str = "atom"
+    mode: Mode = Mode.A
+    sample_axis: str | None = "frame"
+    composition: Composition = Composition.REPLACE
+    signal_type: SignalType = SignalType.UNKNOWN
+    name: str = ""
+    unit: str = ""
+    path: str = ""
+    n_samples: int = 0
+    n_matched: int = 0
+    values: Any = None
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.id and self.name:
+            self.id = f"observables/{self.name}"
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, v: Any) -> np.ndarray | None:
+        if v is None:
+            return None
+        a = np.asarray(v)
+        if a.ndim < 1 or a.dtype.kind not in "biuf":
+            raise ValueError(f"observable values must be numeric with a frame axis, got {a.dtype} {a.shape}")
+        return a
+
+
+class Connectivity(Descriptor):
+    """Particle tuples of the trajectory's topology (H5MD ``/connectivity``): bonds and their source elements.
+
+    Indices are trajectory particle indices (0 … n_atoms-1, the rows of
+    :meth:`moldb.api.trajectory.Trajectory.frame`), not atom rows of the entry.
+
+    Attributes
+    ----------
+    elements : list of str
+        Names of the connectivity elements (``bonds``, ``constraints`` ...), in source order.
+    atom_1, atom_2 : numpy.ndarray, shape (n,), int64
+        The two particles of each pair.
+    element : numpy.ndarray, shape (n,), int16
+        Index into ``elements`` of each pair.
+    order : numpy.ndarray, shape (n,), float32, optional
+        Bond order of each pair (ZnH5MD ``bond_orders``), NaN where unknown.
+    """
+
+    TYPE = "connectivity"
+    ARRAYS = ("atom_1", "atom_2", "element", "order")
+    regime: Regime = Regime.ENSEMBLE
+    scope: str = "atom"
+    mode: Mode = Mode.A
+    sample_axis: str | None = None
+    composition: Composition = Composition.REPLACE
+    signal_type: SignalType = SignalType.UNKNOWN
+    elements: list[str] = Field(default_factory=list)
+    atom_1: Any = None
+    atom_2: Any = None
+    element: Any = None
+    order: Any = None
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.id:
+            self.id = "connectivity"
+
+    def pairs(self, name: str | None = None) -> np.ndarray:
+        """(n, 2) int64 particle pairs (of element ``name`` only when given)."""
+        a = np.stack([np.asarray(self.atom_1, np.int64), np.asarray(self.atom_2, np.int64)], axis=1).reshape(-1, 2)
+        if name is None:
+            return a
+        if name not in self.elements:
+            raise KeyError(f"no connectivity element {name!r}; elements: {self.elements}")
+        return a[np.asarray(self.element, np.int64) == self.elements.index(name)]
+
+
 DESCRIPTOR_TYPES[TrajectoryDescriptor.TYPE] = TrajectoryDescriptor
 DESCRIPTOR_TYPES[FrameLabels.TYPE] = FrameLabels
+DESCRIPTOR_TYPES[FrameObservable.TYPE] = FrameObservable
+DESCRIPTOR_TYPES[Connectivity.TYPE] = Connectivity

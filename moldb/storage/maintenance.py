@@ -24,6 +24,9 @@ lock (a ``flock`` locally, a lease object on S3: ``docs/storage-s3.md``) no comm
 flight, so the grace period only protects a writer whose lease was taken over while it
 stalled, and is deliberately generous.
 
+Orphan trajectories (``frames`` fragments of a crashed commit or of purged versions) are
+collected the same way, by :mod:`moldb.storage.frames_gc`.
+
 The chunk cells of a chunked block (:mod:`moldb.storage.chunks`, group ``"<group>#<k>@<parent>"``)
 belong to their parent: they are referenced exactly when it is, and are collected with it (a
 version's blocks and their chunks land in one fragment, so a crash never splits them).
@@ -47,6 +50,9 @@ from moldb.storage import engine
 from moldb.storage.arrays import ARRAY_NAMES
 from moldb.storage.backend import Backend, consolidation_budget
 from moldb.storage.chunks import chunk_parent
+from moldb.storage.commits_guard import has_delete_commits
+from moldb.storage.consolidate import consolidate_fragments
+from moldb.storage.frames_gc import collect_orphan_frames
 
 __all__ = ["DEFAULT_ORPHAN_GRACE_S", "find_orphans", "maintain", "maintenance_log", "purge_versions", "store_stats"]
 
@@ -138,14 +144,19 @@ def _consolidate(backend: Backend, name: str, ts: int, vacuum: bool, nbytes: int
     uri = backend.array_uri(name)
     window = {"sm.consolidation.timestamp_start": "0", "sm.consolidation.timestamp_end": str(ts),
               "sm.mem.total_budget": str(consolidation_budget(nbytes))}
+    # an array with delete commits keeps its commit files: TileDB #5771 (moldb.storage.commits_guard)
+    skip = has_delete_commits(uri, backend.ctx)
+    modes = [m for m in ("fragments", "commits", "fragment_meta", "array_meta") if not (skip and m == "commits")]
     with engine.mapped(uri, "consolidating"):
-        for mode in ("fragments", "commits", "fragment_meta", "array_meta"):
+        for mode in modes:
             cfg = {**window, "sm.consolidation.mode": mode}
-            if mode == "fragments":
+            if mode == "fragments":  # a cell larger than TileDB's copy buffers: retried with a larger budget
                 cfg["sm.consolidation.purge_deleted_cells"] = "true"
+                consolidate_fragments(uri, cfg, backend.ctx)
+                continue
             tiledb.consolidate(uri, config=tiledb.Config(cfg), ctx=backend.ctx)
         if vacuum:
-            for mode in ("fragments", "commits", "fragment_meta", "array_meta"):
+            for mode in modes:
                 tiledb.vacuum(uri, config=tiledb.Config({"sm.vacuum.mode": mode}), ctx=backend.ctx)
 
 
@@ -185,7 +196,8 @@ def maintain(backend: Backend, *, vacuum: bool = True, orphan_grace_s: float = D
     -------
     dict
         ``timestamp``, ``seconds``, per array ``fragments_before/after`` and
-        ``bytes_before/after``, totals, and ``orphans`` (``collected`` and ``young`` blocks).
+        ``bytes_before/after``, totals, ``orphans`` (``collected`` and ``young`` blocks) and
+        ``orphan_frames`` (orphan trajectories, :func:`moldb.storage.frames_gc.collect_orphan_frames`).
     """
     if orphan_grace_s < 0:
         raise ValidationError(f"orphan_grace_s={orphan_grace_s}: use a grace period of 0 s or more")
@@ -197,6 +209,7 @@ def maintain(backend: Backend, *, vacuum: bool = True, orphan_grace_s: float = D
     with backend.writing() as ts:
         before = store_stats(backend)
         orphans = find_orphans(backend, until=ts, cutoff=ts - int(orphan_grace_s * 1000))
+        frame_orphans = collect_orphan_frames(backend, ts - int(orphan_grace_s * 1000), collect_orphans)
         collected = orphans["old"] if collect_orphans else []
         backend.close()  # cached handles would still list the fragments vacuumed below
         if collected:
@@ -225,11 +238,13 @@ def maintain(backend: Backend, *, vacuum: bool = True, orphan_grace_s: float = D
             "orphans": {"collected": collected, "young": orphans["young"],
                         "uncollected_old": [] if collect_orphans else orphans["old"],
                         "grace_s": orphan_grace_s},
+            "orphan_frames": frame_orphans,
         }
         _log(backend, {"op": "maintain", "timestamp": ts, "vacuum": vacuum,
                        "bytes_before": report["bytes_before"], "bytes_after": report["bytes_after"],
                        "fragments_before": report["fragments_before"], "fragments_after": report["fragments_after"],
-                       "orphans_collected": len(collected), "orphans_young": len(orphans["young"])})
+                       "orphans_collected": len(collected), "orphans_young": len(orphans["young"]),
+                       "orphan_trajectories_collected": len(frame_orphans["collected"])})
     return report
 
 
@@ -237,9 +252,9 @@ def purge_versions(backend: Backend, entry: str, keep_last: int, author: str = "
     """Delete all but the last ``keep_last`` versions of ``entry`` (explicit retention; logged).
 
     The purged versions' cells are deleted (they no longer read, not even with ``as_of``),
-    tags naming them are deleted, and their blocks become orphans that the next
-    :func:`maintain` collects once they are older than its grace period (blocks shared with a
-    kept version stay referenced). Version numbers are never reused.
+    tags naming them are deleted, and their blocks (and trajectory frames) become orphans that
+    the next :func:`maintain` collects once they are older than its grace period (blocks shared
+    with a kept version stay referenced). Version numbers are never reused.
 
     Returns
     -------
