@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,3 +25,17 @@ def store(tmp_path: Path) -> moldb.Store:
     s = moldb.create(tmp_path / "store")
     yield s
     s.close()
+
+
+def block_read_spy(store: moldb.Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record every block id ``store`` reads from then on (the list fills as reads happen)."""
+    backend = store._backend
+    seen: list[int] = []
+    real = backend.read_blocks
+
+    def spy(blocks: Any, attrs: Any = ("data",)) -> Any:
+        seen.extend(int(b) for b in blocks)
+        return real(blocks, attrs)
+
+    monkeypatch.setattr(backend, "read_blocks", spy)
+    return seen

@@ -17,7 +17,7 @@ import moldb
 from moldb.query.plan import execute
 from moldb.storage.chunks import Manifest
 from moldb.storage.groups import manifest_cache
-from tests.conftest import data
+from tests.conftest import block_read_spy, data
 
 FILES = ["mmcif/5eil.cif.gz", "mmcif/4gxy.cif.gz", "mmcif/1o1z.cif.gz"]
 QUERIES = ["chain A and name CA and resid 10-50", "resname HOH", "element FE or element MG",
@@ -60,19 +60,6 @@ def test_altloc_policies_equal(stores: tuple[moldb.Store, moldb.Store], altloc: 
     assert np.array_equal(a, plain.select("resid 1-200", entries="1O1Z", altloc=altloc).rows()["1O1Z"])
 
 
-def _spy(store: moldb.Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    backend = store._backend
-    seen: list[int] = []
-    real = backend.read_blocks
-
-    def spy(blocks: Any, attrs: Any = ("data",)) -> Any:
-        seen.extend(int(b) for b in blocks)
-        return real(blocks, attrs)
-
-    monkeypatch.setattr(backend, "read_blocks", spy)
-    return seen
-
-
 def _chunk_ids(store: moldb.Store, entry: str, group: str, chunks: Any) -> set[int]:
     parent = store._resolve(entry, None, None).blocks[group]
     man = manifest_cache(store._backend)[parent]
@@ -88,7 +75,7 @@ def test_row_subset_fetches_only_its_chunks(stores: tuple[moldb.Store, moldb.Sto
     chunked, _ = stores
     sel = chunked.select("chain B and resid 10-20", entries="5EIL")
     rows = sel.rows()["5EIL"]  # warm: the manifests are read once per store handle
-    seen = _spy(chunked, monkeypatch)
+    seen = block_read_spy(chunked, monkeypatch)
     assert np.array_equal(sel.rows()["5EIL"], rows)
     man = _zones(chunked, "5EIL", "topo")
     b = man.code("auth_asym_id", "B")
@@ -109,7 +96,7 @@ def test_zone_maps_prune_chunks(stores: tuple[moldb.Store, moldb.Store], monkeyp
     chunked, _ = stores
     for q in ("resname FE", "resid 100000", "B_iso_or_equiv < -5"):
         chunked.select(q, entries="5EIL").rows()
-    seen = _spy(chunked, monkeypatch)
+    seen = block_read_spy(chunked, monkeypatch)
     assert chunked.select("resid 100000", entries="5EIL").rows() == {}
     assert chunked.select("B_iso_or_equiv < -5", entries="5EIL").rows() == {}
     assert seen == []  # nothing can match: no chunk read at all
@@ -123,7 +110,7 @@ def test_pocket_reads_only_chunks_near_the_ligand(stores: tuple[moldb.Store, mol
     chunked, plain = stores
     sel = chunked.select("within 8 of resname GTP", entries="4GXY")
     sel.rows()
-    seen = _spy(chunked, monkeypatch)
+    seen = block_read_spy(chunked, monkeypatch)
     (_, rows, ctx), = execute(chunked, sel.plan)
     assert np.array_equal(rows, plain.select("within 8 of resname GTP", entries="4GXY").rows()["4GXY"])
     man = _zones(chunked, "4GXY", "xyz")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 import moldb
-from tests.conftest import data
+from tests.conftest import block_read_spy, data
 
 
 def test_residue_and_element_predicates_read_only_matching_entries(store: moldb.Store,
@@ -15,15 +13,7 @@ def test_residue_and_element_predicates_read_only_matching_entries(store: moldb.
     v1 = store.ingest(data("mmcif/1o1z.cif.gz"))  # no FK5, has NA
     v2 = store.ingest(data("mmcif/3o5r.cif.gz"))  # FK5 ligand
     assert "FK5" in v2.summary["residues"] and "FK5" not in v1.summary["residues"]
-    backend = store._backend
-    seen: list[int] = []
-    real = backend.read_blocks
-
-    def spy(blocks: Any, attrs: Any = ("data",)) -> Any:
-        seen.extend(int(b) for b in blocks)
-        return real(blocks, attrs)
-
-    monkeypatch.setattr(backend, "read_blocks", spy)
+    seen = block_read_spy(store, monkeypatch)
     sel = store.select(where="label_comp_id == 'FK5'")
     assert sel.entries() == ["3O5R"]
     assert not seen  # one residue-name test: the version summaries answer entries(), no block is read
