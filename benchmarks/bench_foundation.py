@@ -138,10 +138,14 @@ def store_of(paths: Sequence[Path], d: Path, base: dict[str, int],
             versions = [st.ingest(p, entry=f"e{i}") for i, p in enumerate(paths)]
         consolidate(d)
         arrays = {k: v - base[k] for k, v in store_bytes(d).items()}
-        if per_entry is not None:
-            with moldb.open(d) as st:
-                own = [sum(len(b["data"]) for b in st._backend.read_blocks(list(v.blocks.values())).values())
-                       for v in versions]
+        if per_entry is not None:  # every cell of an entry, chunk cells of large entries included
+            with tiledb.open(str(d / "blocks")) as arr:
+                cells = arr.query(attrs=["entry", "data"])[:]
+            by_entry: dict[str, int] = {}
+            for e, blob in zip(cells["entry"], cells["data"], strict=True):
+                key = e.decode() if isinstance(e, bytes) else str(e)
+                by_entry[key] = by_entry.get(key, 0) + len(blob)
+            own = [by_entry.get(v.entry, 0) for v in versions]
             scale = sum(arrays.values()) / max(1, sum(own))
             per_entry.extend(int(o * scale) for o in own)
         return arrays, [v.n_atoms for v in versions]
@@ -151,6 +155,7 @@ def store_of(paths: Sequence[Path], d: Path, base: dict[str, int],
 
 def fig_bytes(work: Path) -> dict[str, Any]:
     empty = work / "empty"
+    shutil.rmtree(empty, ignore_errors=True)  # a reused --workdir
     moldb.create(empty).close()
     consolidate(empty)
     base = store_bytes(empty)
@@ -392,6 +397,8 @@ def fig_memory(work: Path, copies: int, reps: int) -> dict[str, Any]:
     del big
     runs: dict[str, list[dict[str, Any]]] = {"commit(parsed BIG8)": [], "store.ingest(BIG8.bcif)": [],
                                              "store.get(BIG8).atoms": []}
+    for old in work.glob("mem_*"):  # a reused --workdir: every run writes a store of its own
+        shutil.rmtree(old)
     for i in range(reps):
         runs["commit(parsed BIG8)"].append(run_child("commit", work / f"mem_commit_{i}", src))
         if bcif is not None:

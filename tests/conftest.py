@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,11 @@ import pytest
 import moldb
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep moldb's user cache (the compact CCD) out of the home directory during tests."""
+    os.environ["MOLDB_CACHE_DIR"] = tempfile.mkdtemp(prefix="moldb-test-cache-")
 
 
 def data(rel: str) -> Path:

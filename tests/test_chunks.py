@@ -191,3 +191,30 @@ def test_purge_collects_chunks_of_purged_versions_and_keeps_shared_ones(tmp_path
     left = block_cells(st)
     assert all(v2.blocks[g] in left for g in v2.blocks) and len(left) == 5 + 4 * 8
     assert moldb.open(st.uri).get("5EIL").atoms.equals(latest)
+
+
+def test_ensembles_use_one_page_per_chunk_and_compress_their_repeated_models(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1L2Y (38 NMR models): pages as large as the chunk, smaller than pages of 256, same rows."""
+    st = chunked_store(tmp_path / "ens")
+    v = st.ingest(data("bcif/1l2y.bcif"))
+    man = parse_manifest(bytes(st._backend.read_blocks([v.blocks["xyz"]])[v.blocks["xyz"]]["data"]))
+    assert man is not None and man.n == 11_552 and np.array_equal(man.zbounds, man.bounds)
+    ref = plain_store(tmp_path / "plain")
+    vr = ref.ingest(data("bcif/1l2y.bcif"))
+    assert st.get(v.entry).atoms.equals(ref.get(vr.entry).atoms)
+    sel = "resid 5-9 and name CA"
+    assert st.select(sel, entries=v.entry).to_arrow().equals(ref.select(sel, entries=vr.entry).to_arrow())
+
+    def chunk_bytes(s: moldb.Store) -> int:
+        with tiledb.open(str(Path(s.uri) / "blocks")) as arr:
+            cells = arr.query(attrs=["group", "data"])[:]
+        return sum(len(d) for g, d in zip(cells["group"], cells["data"], strict=True) if "#" in str(g))
+
+    paged = moldb.create(tmp_path / "paged")
+    paged._backend.chunk_rows, paged._backend.page_rows = ROWS, PAGES
+    import moldb.ingest.load as load
+
+    monkeypatch.setattr(load, "_n_models", lambda entry: 1)  # the single-model layout, pages of 256 rows
+    paged.ingest(data("bcif/1l2y.bcif"))
+    assert chunk_bytes(st) < 0.8 * chunk_bytes(paged)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,36 +46,53 @@ def read_bcif(path: str | Path) -> ParsedEntry:
     import biotite.structure.io.pdbx as pdbx
 
     data = Path(path).read_bytes()
+    source = source_info(path, "bcif", data)
     payload = data
     if data[:2] == b"\x1f\x8b":
         try:
             payload = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise ParseError(str(path), f"corrupt gzip stream ({exc})") from exc
+    del data
     try:
         bfile = pdbx.BinaryCIFFile.read(io.BytesIO(payload))
+        del payload
         blocks = [bfile[k] for k in bfile]
         block = next((b for b in blocks if "atom_site" in b), None)
         if block is None:
             raise ParseError(str(path), "no data block with an atom_site category")
-        cats = [(name, _columns(block[name])) for name in block]
+        block_name = str(next(iter(bfile)))
+        del blocks, bfile
+        cats = ((name, _columns(block[name]) if name != "atom_site" else _drain(block[name])) for name in list(block))
+        return _to_entry(cats, source, block_name=block_name)
     except ParseError:
         raise
     except Exception as exc:  # biotite raises many types on corrupt msgpack/encodings
         raise ParseError(str(path), f"not a readable BinaryCIF file ({type(exc).__name__}: {exc})") from exc
-    return _to_entry(cats, source_info(path, "bcif", data), block_name=str(next(iter(bfile))))
+
+
+def _column(col: Any) -> tuple[np.ndarray, np.ndarray | None, int | None]:
+    arr = np.asarray(col.data.array)
+    mask = None if col.mask is None else np.asarray(col.mask.array, dtype=np.uint8)
+    if mask is not None and not mask.any():
+        mask = None
+    return arr, mask, _fixed_point_decimals(col)
 
 
 def _columns(category: Any) -> dict[str, tuple[np.ndarray, np.ndarray | None, int | None]]:
-    out = {}
-    for item in category:
-        col = category[item]
-        arr = np.asarray(col.data.array)
-        mask = None if col.mask is None else np.asarray(col.mask.array, dtype=np.uint8)
-        if mask is not None and not mask.any():
-            mask = None
-        out[item] = (arr, mask, _fixed_point_decimals(col))
-    return out
+    return {item: _column(category[item]) for item in category}
+
+
+def _drain(category: Any) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray | None, int | None]]]:
+    """Columns one at a time, each removed from ``category`` once decoded.
+
+    biotite keeps every decoded array inside its column object; dropping the column as soon as it is
+    converted keeps one ``<U`` array alive at a time (a 2.3M-atom ``atom_site`` decodes to ~500 MB).
+    """
+    for item in list(category):
+        col = _column(category[item])
+        del category[item]
+        yield item, col
 
 
 def _fixed_point_decimals(col: Any) -> int | None:
@@ -122,7 +140,7 @@ def _typed(arr: np.ndarray, mask: np.ndarray | None, kind: str) -> pa.Array:
     return pa.array(vals, mask=None if valid is None else ~valid)
 
 
-def _to_entry(cats: list[tuple[str, dict[str, Any]]], source: Any, block_name: str) -> ParsedEntry:
+def _to_entry(cats: Iterable[tuple[str, Any]], source: Any, block_name: str) -> ParsedEntry:
     categories: list[Category] = []
     atoms: dict[str, pa.Array] = {}
     masks: dict[str, np.ndarray] = {}
@@ -132,9 +150,9 @@ def _to_entry(cats: list[tuple[str, dict[str, Any]]], source: Any, block_name: s
     aniso_cols: dict[str, Any] | None = None
     for name, cols in cats:
         if name == "atom_site":
-            atom_items = list(cols)
             extra = {}
-            for item, (arr, mask, dec) in cols.items():
+            for item, (arr, mask, dec) in (cols if isinstance(cols, Iterator) else iter(cols.items())):
+                atom_items.append(item)
                 spec = _TYPED.get(item)
                 if spec is None or (spec.kind != "str" and arr.dtype.kind not in "iuf"):
                     extra[item] = (arr, mask, dec)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from moldb.errors import DuplicateEntryError, PermissionDeniedError, ValidationError
 from moldb.ingest.hooks import ingest_hooks
@@ -74,15 +75,25 @@ def _encode_groups(backend: Backend, entry: ParsedEntry, text: dict[str, tuple[p
     encoded: dict[str, tuple[bytes, str]] = {}
     chunked: dict[str, ChunkedGroup] = {}
     rows = int(backend.chunk_rows)
+    # Ensembles repeat their models: zstd finds those repeats only inside one frame, so pages as
+    # large as the chunk (9A2F, 200 models: 3.56 -> 2.48 MB, ≤ BinaryCIF.gz's 2.54 MB).
+    page_rows = rows if _n_models(entry) > 1 else int(backend.page_rows)
     for g in GROUPS:
         args = (g, entry.atoms, entry.atom_masks, entry.decimals, text if g == "topo" else None,
                 items if g == "topo" else None)
         if rows > 0 and entry.n_atoms > rows and group_arrays(*args[:5]):
-            chunked[g] = encode_chunked(*args, chunk_rows=rows, page_rows=int(backend.page_rows))
+            chunked[g] = encode_chunked(*args, chunk_rows=rows, page_rows=page_rows)
             encoded[g] = (b"", chunked[g].content_hash)  # the manifest is written once ids are known
         else:
             encoded[g] = encode_group(*args)
     return encoded, chunked
+
+
+def _n_models(entry: ParsedEntry) -> int:
+    """Distinct ``pdbx_PDB_model_num`` values (1 without the column)."""
+    if "pdbx_PDB_model_num" not in entry.atoms.column_names:
+        return 1
+    return len(pc.unique(entry.atoms.column("pdbx_PDB_model_num")))
 
 
 def _split_text_items(entry: ParsedEntry) -> tuple[list[Category], dict[str, tuple[pa.Array, Any]]]:

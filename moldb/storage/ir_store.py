@@ -62,7 +62,7 @@ def pack_arrays(arrays: dict[str, np.ndarray], strings: dict[str, list[str]] | N
         a = np.asarray(arr)
         kind = "raw"
         if a.dtype.kind in "iub" and a.size:
-            body = narrow(np.diff(a.ravel().astype(np.int64), prepend=np.int64(0)))
+            body = narrow(np.diff(a.ravel().astype(np.int64, copy=False), prepend=np.int64(0)))
             kind = "delta"
         elif a.dtype in (np.float32, np.float64):
             kind, raw, extra = ir_codec.encode_float(a)
