@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -44,6 +46,28 @@ def test_blob_round_trip(values: np.ndarray, dec: int, vocab: list[str], data: s
     assert meta == {"k": 1, "n": n}
     sub, _, _, _ = read_blob_columns(w.finish(), columns=["f"])
     assert list(sub) == ["f"]
+    gap, gap_masks, _, _ = read_blob_columns(w.finish(), columns=["i", "s"])  # not back to back: one call each
+    assert np.array_equal(gap["i"], values) and np.array_equal(gap["s"][0], codes) and gap["s"][1] == vocab
+    assert np.array_equal(gap_masks["s"], mask) and "f" not in gap
+
+
+def test_a_full_read_decompresses_once(monkeypatch: Any) -> None:
+    import moldb.storage.blob as blob
+
+    w = BlobWriter(3)
+    w.add_ints("i", "int", np.array([5, -7, 2**33]))
+    w.add_strings("s", np.array([0, 1, 0]), ["ALA", "GLY"])
+    w.add_bytes("b", b"categories")
+    raw = w.finish()
+    calls: list[int] = []
+    real = blob._decompress
+    monkeypatch.setattr(blob, "_decompress", lambda buf, size: calls.append(size) or real(buf, size))
+    got, _, _, _ = read_blob_columns(raw)
+    assert len(calls) == 1 and got["b"] == b"categories" and isinstance(got["b"], bytes)
+    assert got["i"].tolist() == [5, -7, 2**33] and got["s"][1] == ["ALA", "GLY"]
+    calls.clear()
+    read_blob_columns(raw, columns=["i", "b"])  # "s" between them: one call per segment
+    assert len(calls) == 2
 
 
 def test_negative_zero_survives() -> None:

@@ -124,7 +124,7 @@ def _shuffle(a: np.ndarray) -> bytes:
 _UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-def _unshuffle(raw: bytes | np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _unshuffle(raw: bytes | memoryview | np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Inverse of :func:`_shuffle` (any little-endian integer ``dtype``)."""
     size = dtype.itemsize
     if size == 1:
@@ -262,6 +262,28 @@ def _seg(blob: memoryview, base: int, seg: list[int]) -> bytes:
     return _decompress(blob[base + off: base + off + clen], ulen)
 
 
+def _segments_at_once(view: memoryview, base: int, cols: list[dict[str, Any]]) -> dict[tuple[int, ...], memoryview]:
+    """Every segment of ``cols`` from ONE decompression call, when they lie back to back.
+
+    zstd decodes concatenated frames as one stream, so a full read of a small entry costs one
+    call instead of one per segment (~10 µs each, ~36 per entry). Segments with gaps between
+    them (some columns skipped) give ``{}``: the caller decodes them one by one.
+    """
+    segs = sorted({tuple(c[k]) for c in cols for k in ("seg", "dict") if k in c})
+    if len(segs) < 2:
+        return {}
+    for (o1, c1, _), (o2, _, _) in itertools.pairwise(segs):
+        if o1 + c1 != o2:
+            return {}
+    first, last = segs[0], segs[-1]
+    raw = memoryview(_decompress(view[base + first[0]: base + last[0] + last[1]], sum(s[2] for s in segs)))
+    out, pos = {}, 0
+    for seg in segs:
+        out[seg] = raw[pos: pos + seg[2]]
+        pos += seg[2]
+    return out
+
+
 def read_blob_columns(blob: bytes, columns: list[str] | None = None
                       ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any], list[dict[str, Any]]]:
     """Decode columns of a blob.
@@ -288,19 +310,19 @@ def read_blob_columns(blob: bytes, columns: list[str] | None = None
     view = memoryview(blob)
     values: dict[str, Any] = {}
     masks: dict[str, np.ndarray] = {}
-    for col in header["cols"]:
+    wanted = [c for c in header["cols"] if columns is None or c["name"] in columns]
+    raws = _segments_at_once(view, base, wanted)
+    for col in wanted:
         name, kind = col["name"], col["kind"]
-        if columns is not None and name not in columns:
-            continue
-        raw = _seg(view, base, col["seg"])
+        raw = raws[tuple(col["seg"])] if raws else _seg(view, base, col["seg"])
         if kind == "mask":
             masks[name] = np.frombuffer(raw, dtype=np.uint8)
         elif kind == "bytes":
-            values[name] = raw
+            values[name] = bytes(raw)
         elif kind in ("str", "text"):
             codes = _unshuffle(raw, np.dtype(col["dtype"]))
-            values[name] = (codes, msgpack.unpackb(_seg(view, base, col["dict"]), raw=False) if "dict" in col
-                            else None)
+            dict_raw = (raws[tuple(col["dict"])] if raws else _seg(view, base, col["dict"])) if "dict" in col else None
+            values[name] = (codes, None if dict_raw is None else msgpack.unpackb(dict_raw, raw=False))
         else:
             ints = _running(_unshuffle(raw, np.dtype(col["dtype"])), bool(col.get("pack16")))
             # division by an exact power of ten gives the double nearest the printed decimal,
