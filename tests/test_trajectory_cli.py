@@ -28,8 +28,9 @@ def trp(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     uri = str(d / "store")
     r = CliRunner()
     assert r.invoke(app, ["init", uri]).exit_code == 0
-    res = r.invoke(app, ["ingest", str(data(XTC)), "--topology", str(data(TOP)), "--entry", "TRP", "--store", uri,
-                         "--json"])
+    res = r.invoke(
+        app, ["ingest", str(data(XTC)), "--topology", str(data(TOP)), "--entry", "TRP", "--store", uri, "--json"]
+    )
     assert res.exit_code == 0, res.output
     got = json.loads(res.output)["ingested"][0]
     assert (got["entry"], got["n_atoms"], got["n_models"]) == ("TRP", 11552, 38)  # frames: its first model
@@ -108,18 +109,21 @@ def test_frames_where_picks_labelled_frames(trp: tuple[str, Path]) -> None:
         moldb.open(uri).frames_where("cluster == 1", entry="1L2Y")
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["frames", "NOPE", "-o", "x.pdb"], "entry NOPE is not in the store"),
-    (["frames", "1L2Y", "-o", "x.pdb"], "has no trajectory"),
-    (["frames", "TRP", "--frames", "0:x", "-o", "x.pdb"], "use START:STOP[:STEP]"),
-    (["frames", "TRP", "--frames", "0:10:0", "-o", "x.pdb"], "step of a slice cannot be 0"),
-    (["frames", "TRP", "--frames", "38", "-o", "x.pdb"], "frame 38 is out of range for TRP: it has 38 frames"),
-    (["frames", "TRP", "--frames", "40:50", "-o", "x.pdb"], "no frames selected"),
-    (["frames", "TRP", "--select", "name QQ", "-o", "x.pdb"], "matches no atom"),
-    (["frames", "TRP", "--select", "chain (", "-o", "x.pdb"], "position"),
-    (["frames", "TRP", "-o", "x.txt"], "cannot tell the format"),
-    (["frames", "TRP", "-o", "x.pdb", "--where", "energy < 1"], "unknown column 'energy'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["frames", "NOPE", "-o", "x.pdb"], "entry NOPE is not in the store"),
+        (["frames", "1L2Y", "-o", "x.pdb"], "has no trajectory"),
+        (["frames", "TRP", "--frames", "0:x", "-o", "x.pdb"], "use START:STOP[:STEP]"),
+        (["frames", "TRP", "--frames", "0:10:0", "-o", "x.pdb"], "step of a slice cannot be 0"),
+        (["frames", "TRP", "--frames", "38", "-o", "x.pdb"], "frame 38 is out of range for TRP: it has 38 frames"),
+        (["frames", "TRP", "--frames", "40:50", "-o", "x.pdb"], "no frames selected"),
+        (["frames", "TRP", "--select", "name QQ", "-o", "x.pdb"], "matches no atom"),
+        (["frames", "TRP", "--select", "chain (", "-o", "x.pdb"], "position"),
+        (["frames", "TRP", "-o", "x.txt"], "cannot tell the format"),
+        (["frames", "TRP", "-o", "x.pdb", "--where", "energy < 1"], "unknown column 'energy'"),
+    ],
+)
 def test_frames_errors_are_clear(trp: tuple[str, Path], args: list[str], message: str) -> None:
     uri, d = trp
     args = [str(d / a) if a.startswith("x.") else a for a in args]

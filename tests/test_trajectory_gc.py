@@ -117,3 +117,38 @@ def test_purged_version_frames_are_collected_time_travel_intact(tmp_path: Path) 
     np.testing.assert_array_equal(past.trajectory("KEEP", version=1).frames(), old_keep)
     with pytest.raises(moldb.EntryNotFoundError):
         st.trajectory("GONE", version=1)
+
+
+def test_maintain_cli_lists_orphan_trajectories(tmp_path: Path) -> None:
+    import json
+    import re
+
+    from typer.testing import CliRunner
+
+    from moldb.cli.main import app
+
+    uri = tmp_path / "store"
+    st = moldb.create(uri)
+    st.ingest(data("traj/1l2y/1l2y.dcd"), topology=data(TOP), entry="KEEP")
+    st.close()
+    crash_before_commit(uri, data("traj/cu_h5md/cu.h5md"), call="ingest", entry="CRASHED")
+    st = moldb.open(uri)
+    (orphan,) = find_orphan_frames(st._backend, cutoff=2**62)["old"]
+    st.close()
+    runner = CliRunner()
+    res = runner.invoke(app, ["maintain", "--store", str(uri), "--json"])  # within the grace period: kept
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)["orphan_frames"]
+    assert rep["collected"] == [] and [o["traj"] for o in rep["young"]] == [orphan["traj"]]
+    assert rep["young"][0]["fragments"] == 2  # positions + forces of cu.h5md
+    res = runner.invoke(app, ["maintain", "--store", str(uri), "--orphan-grace", "0"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    m = re.search(
+        r"orphan trajectories collected: 1 \((\d+); ([\d,]+) bytes\); younger than 0 s, kept: 0 \(none\)", text
+    )
+    assert m is not None, text
+    assert int(m.group(1)) == orphan["traj"] and int(m.group(2).replace(",", "")) > 0
+    st = moldb.open(uri)
+    assert find_orphan_frames(st._backend, cutoff=2**62) == {"old": [], "young": []}
+    assert st.trajectory("KEEP").n_frames == 38

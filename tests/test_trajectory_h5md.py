@@ -89,17 +89,19 @@ def test_cu_energy_on_the_frame_axis_and_frames_where(store: moldb.Store) -> Non
     assert store.frames_where("energy < 1.2").tolist() == [3, 6, 8, 12, 14]
     # observables and frame labels in one expression
     store.add_descriptor(v.entry, moldb.FrameLabels("half", np.arange(20) >= 10, derived_from="frame"))
-    np.testing.assert_array_equal(store.frames_where("energy < 1.5 and half == 1", entry=v.entry),
-                                  np.flatnonzero((ref < 1.5) & (np.arange(20) >= 10)))
+    np.testing.assert_array_equal(
+        store.frames_where("energy < 1.5 and half == 1", entry=v.entry),
+        np.flatnonzero((ref < 1.5) & (np.arange(20) >= 10)),
+    )
     # forces came in eV/Å and are stored in kJ/(mol·Å)
     with h5py.File(data(CU)) as f:
         np.testing.assert_allclose(t.forces(4), f["particles/atoms/forces/value"][4] * 96.48533212331, rtol=1e-6)
     assert t.units["force"] == "kJ mol-1 Angstrom-1"
 
 
-def test_observables_matched_by_step_with_gaps_and_constants(store: moldb.Store, ala: tuple[Path, np.ndarray,
-                                                                                           object],
-                                                             tmp_path: Path) -> None:
+def test_observables_matched_by_step_with_gaps_and_constants(
+    store: moldb.Store, ala: tuple[Path, np.ndarray, object], tmp_path: Path
+) -> None:
     path = _variant(ala, tmp_path, "obs")
     _, _, u = ala
     rgyr = []
@@ -125,7 +127,7 @@ def test_observables_matched_by_step_with_gaps_and_constants(store: moldb.Store,
     np.testing.assert_array_equal(ev[::2], np.array(rgyr[::2]) * 2)
     assert np.isnan(ev[1::2]).all() and got["every_other"].n_matched == 5
     src = t.descriptor.source
-    assert src["observables_constant"] == {"n_waters": {"value": 0, "unit": ""}}
+    assert src["observables_constant"] == {"n_waters": {"value": 0, "unit": "", "dtype": "<i4"}}
     assert "no step to match" in src["observables_skipped"]["unaligned"]
     # NaN compares false
     np.testing.assert_array_equal(store.frames_where("every_other > 0", entry=v.entry), np.arange(0, 10, 2))
@@ -139,8 +141,7 @@ def test_cobrotoxin_lambda_by_step(store: moldb.Store) -> None:
     assert t.step.tolist() == [0, 25000, 50000]  # position/step is a hard link to observables/lambda/step
 
 
-def test_h5md_export_keeps_observables_and_species_and_reads_in_mdanalysis(store: moldb.Store,
-                                                                            tmp_path: Path) -> None:
+def test_h5md_export_keeps_observables_and_species_and_reads_in_mdanalysis(store: moldb.Store, tmp_path: Path) -> None:
     v = store.ingest(data(CU))
     t = store.trajectory(v.entry)
     out = store.export(v.entry, tmp_path / "cu_out.h5md")
@@ -167,8 +168,9 @@ def test_h5md_export_keeps_observables_and_species_and_reads_in_mdanalysis(store
 
 
 # -- connectivity ----------------------------------------------------------------------------------------
-def test_connectivity_dataset_with_reference_becomes_bonds(store: moldb.Store, ala: tuple[Path, np.ndarray, object],
-                                                          tmp_path: Path) -> None:
+def test_connectivity_dataset_with_reference_becomes_bonds(
+    store: moldb.Store, ala: tuple[Path, np.ndarray, object], tmp_path: Path
+) -> None:
     _, bonds, _ = ala
     path = _variant(ala, tmp_path, "plain")
     with h5py.File(path, "r+") as f:
@@ -181,10 +183,13 @@ def test_connectivity_dataset_with_reference_becomes_bonds(store: moldb.Store, a
     v = store.ingest(path)
     t = store.trajectory(v.entry)
     conn = t.connectivity()
-    assert conn is not None and conn.elements == ["bonds"] and len(bonds) == 21
+    assert conn is not None and conn.elements == ["angles", "bonds"] and len(bonds) == 21
+    assert conn.arity == [3, 2]
     np.testing.assert_array_equal(conn.pairs("bonds"), bonds)
-    np.testing.assert_array_equal(conn.order, np.ones(21, np.float32))
-    assert "only pairs" in t.descriptor.source["connectivity_skipped"]["angles"]
+    np.testing.assert_array_equal(conn.pairs(), bonds)  # pair elements only
+    assert conn.tuples("angles").tolist() == [[0, 1, 2]]  # triples are kept (tests/test_trajectory_tuples.py)
+    np.testing.assert_array_equal(conn.order[conn.element == 1], np.ones(21, np.float32))
+    assert "connectivity_skipped" not in t.descriptor.source
     s = store.get(v.entry)
     merged = s.bonds()
     assert {tuple(p) for p in bonds.tolist()} <= _pairs(merged)  # every guessed bond is a bond of the entry
@@ -196,8 +201,9 @@ def test_connectivity_dataset_with_reference_becomes_bonds(store: moldb.Store, a
 
 
 @pytest.mark.parametrize("layout", ["znh5md", "espresso", "ids"])
-def test_connectivity_layouts_of_real_writers(store: moldb.Store, ala: tuple[Path, np.ndarray, object],
-                                              tmp_path: Path, layout: str) -> None:
+def test_connectivity_layouts_of_real_writers(
+    store: moldb.Store, ala: tuple[Path, np.ndarray, object], tmp_path: Path, layout: str
+) -> None:
     _, bonds, _ = ala
     path = _variant(ala, tmp_path, layout)
     n = len(bonds)
@@ -234,8 +240,9 @@ def test_connectivity_layouts_of_real_writers(store: moldb.Store, ala: tuple[Pat
         np.testing.assert_array_equal(conn.order, np.ones(n, np.float32))
 
 
-def test_connectivity_of_another_group_is_left_out_and_bad_indices_refused(store: moldb.Store, ala: tuple[
-        Path, np.ndarray, object], tmp_path: Path) -> None:
+def test_connectivity_of_another_group_is_left_out_and_bad_indices_refused(
+    store: moldb.Store, ala: tuple[Path, np.ndarray, object], tmp_path: Path
+) -> None:
     path = _variant(ala, tmp_path, "other")
     with h5py.File(path, "r+") as f:
         other = f["particles"].create_group("solvent")
@@ -256,24 +263,26 @@ def test_connectivity_of_another_group_is_left_out_and_bad_indices_refused(store
     assert store.entries().num_rows == before and "BAD" not in store
 
 
-def test_bonds_round_trip_through_h5md_export(store: moldb.Store, ala: tuple[Path, np.ndarray, object],
-                                             tmp_path: Path) -> None:
+def test_bonds_round_trip_through_h5md_export(
+    store: moldb.Store, ala: tuple[Path, np.ndarray, object], tmp_path: Path
+) -> None:
     _, bonds, _ = ala
     path = _variant(ala, tmp_path, "rt")
     extra = np.array([[1, 21]], np.int64)  # a pair no template knows (a restraint, say)
     with h5py.File(path, "r+") as f:
         c = f.create_group("connectivity")
         for name, pairs in (("bonds", bonds), ("restraints", extra)):
-            c.create_dataset(name, data=pairs.astype(np.int32)).attrs["particles_group"] = \
-                f["particles/trajectory"].ref
+            c.create_dataset(name, data=pairs.astype(np.int32)).attrs["particles_group"] = f["particles/trajectory"].ref
     v = store.ingest(path)
     t = store.trajectory(v.entry)
     before = store.get(v.entry).bonds()
     out = store.export(v.entry, tmp_path / "exported.h5md")
     with h5py.File(out) as f:
         names = sorted(k for k in f["connectivity"] if not k.endswith("_orders"))
-        assert f["connectivity/bonds"].attrs["particles_group"] and \
-            f[f["connectivity/bonds"].attrs["particles_group"]].name == "/particles/trajectory"
+        assert (
+            f["connectivity/bonds"].attrs["particles_group"]
+            and f[f["connectivity/bonds"].attrs["particles_group"]].name == "/particles/trajectory"
+        )
         np.testing.assert_array_equal(f["connectivity/restraints"][()], extra)
     assert names == ["bonds", "restraints"]  # the stored elements as stored (moldb derives no other bond here)
     r = _reader(out)  # MDAnalysis still reads it, identical coordinates
@@ -286,9 +295,9 @@ def test_bonds_round_trip_through_h5md_export(store: moldb.Store, ala: tuple[Pat
     assert store.trajectory(w.entry).connectivity().pairs("restraints").tolist() == [[1, 21]]
 
 
-def test_partial_stored_bonds_are_completed_by_derived_ones(store: moldb.Store, ala: tuple[Path, np.ndarray,
-                                                                                           object],
-                                                            tmp_path: Path) -> None:
+def test_partial_stored_bonds_are_completed_by_derived_ones(
+    store: moldb.Store, ala: tuple[Path, np.ndarray, object], tmp_path: Path
+) -> None:
     _, bonds, _ = ala
     path = _variant(ala, tmp_path, "part")
     with h5py.File(path, "r+") as f:  # the file names only 5 of the bonds

@@ -1,9 +1,11 @@
 """Queries over the frame axis: frame labels, ``frames_where`` and selections over chosen frames.
 
-``store.frames_where("cluster == 3")`` evaluates a comparison expression (the selection
-language's ``and`` / ``or`` / ``not``, ``==`` ``<`` ``in`` ...) over the per-frame columns of
-an entry: its :class:`~moldb.ir.trajectory.FrameLabels` and its scalar
-:class:`~moldb.ir.trajectory.FrameObservable` values (e.g. H5MD energies).
+``store.frames_where("time >= 10 and cluster == 3")`` evaluates a comparison expression (the
+selection language's ``and`` / ``or`` / ``not``, ``==`` ``<`` ``in`` ...) over the per-frame
+columns of an entry's trajectory: ``time`` (ps), ``step``, ``frame`` (the index), its scalar
+:class:`~moldb.ir.trajectory.FrameObservable` values (e.g. H5MD energies) and its
+:class:`~moldb.ir.trajectory.FrameLabels`. On a name clash a label shadows an observable, and
+both shadow the built-in ``time`` / ``step`` / ``frame``.
 """
 
 from __future__ import annotations
@@ -15,35 +17,64 @@ import numpy as np
 from moldb.errors import EntryNotFoundError, ValidationError
 from moldb.ir.trajectory import FrameLabels, FrameObservable
 
-__all__ = ["FrameSelection", "check_frame_labels", "frame_columns", "frames_where"]
+__all__ = [
+    "BUILTIN_COLUMNS",
+    "FrameSelection",
+    "check_frame_labels",
+    "frame_columns",
+    "frame_labels_target",
+    "frames_where",
+]
+
+#: per-frame columns every trajectory has, with their kinds (shadowed by observables / labels of that name)
+BUILTIN_COLUMNS = {"time": "float", "step": "int", "frame": "int"}
 
 
-def check_frame_labels(store: Any, entry: str, d: FrameLabels) -> FrameLabels:
-    """Validate frame labels against the entry's trajectory; add the ``derived_from`` edge to it."""
+def _checked(store: Any, entry: str, d: FrameLabels) -> tuple[FrameLabels, int]:
+    from moldb.api.trajectory import open_trajectory
     from moldb.ir.model import Edge
 
     if not d.name:
         raise ValidationError("FrameLabels needs a name, e.g. moldb.FrameLabels('cluster', labels)")
     if d.labels is None:
         raise ValidationError(f"FrameLabels {d.name!r}: no labels given")
-    from moldb.api.trajectory import open_trajectory
-
     t = open_trajectory(store, entry)
     n = int(np.asarray(d.labels).shape[0])
     if n != t.n_frames:
-        raise ValidationError(f"FrameLabels {d.name!r}: {n} labels for the {t.n_frames} frames of {t.entry}; "
-                              "give one label per frame")
+        raise ValidationError(
+            f"FrameLabels {d.name!r}: {n} labels for the {t.n_frames} frames of {t.entry}; give one label per frame"
+        )
     d = d.model_copy(deep=True)
     if not any(e.kind == "derived_from" and e.parent == "trajectory" for e in d.edges):
         d.edges.append(Edge(kind="derived_from", parent="trajectory", function=d.derived_from, materialized=True))
-    return d
+    return d, t.version
+
+
+def check_frame_labels(store: Any, entry: str, d: FrameLabels) -> FrameLabels:
+    """Validate frame labels against the entry's trajectory; add the ``derived_from`` edge to it."""
+    return _checked(store, entry, d)[0]
+
+
+def frame_labels_target(store: Any, entry: str, d: FrameLabels) -> tuple[FrameLabels, int]:
+    """:func:`check_frame_labels`, and the version to write them to: the one holding the trajectory.
+
+    That is the latest version, or after a topology-only re-deposit the earlier version whose
+    trajectory the latest one reads (``store.add_descriptor`` writes the labels there).
+    """
+    return _checked(store, entry, d)
 
 
 def _label_mask(node: Any, cols: dict[str, np.ndarray], n: int) -> np.ndarray:
     from moldb.query.nodes import All, And, Cmp, IsIn, Not, Or, Range
 
-    ops = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal, ">": np.greater,
-           ">=": np.greater_equal}
+    ops = {
+        "==": np.equal,
+        "!=": np.not_equal,
+        "<": np.less,
+        "<=": np.less_equal,
+        ">": np.greater,
+        ">=": np.greater_equal,
+    }
     if isinstance(node, All):
         return np.ones(n, dtype=bool)
     if isinstance(node, Cmp):
@@ -73,35 +104,71 @@ def _label_mask(node: Any, cols: dict[str, np.ndarray], n: int) -> np.ndarray:
     raise ValidationError(f"frame label expressions support comparisons, and/or/not; not {type(node).__name__}")
 
 
+def _observable_column(d: FrameObservable) -> np.ndarray:
+    """An observable's values; category strings for a frame label that came back through H5MD."""
+    v = np.asarray(d.values)
+    cats = d.attrs.get("categories")
+    if cats and v.dtype.kind in "iu" and v.size and v.min() >= 0 and v.max() < len(cats):
+        return np.asarray(cats, dtype=object)[v.astype(np.int64)]
+    return v
+
+
 def frame_columns(store: Any, entry: str) -> tuple[Any, dict[str, np.ndarray]] | None:
-    """Per-frame columns of the latest version of ``entry``: frame labels and scalar observables.
+    """Per-frame columns of the trajectory the latest version of ``entry`` reads.
 
-    Returns None when the entry has neither. A frame label shadows an observable of the same name.
+    ``time``, ``step`` and ``frame``, scalar observables, then frame labels: a later kind
+    shadows an earlier one of the same name. Returns (the version holding the trajectory,
+    columns), or None when the entry has no trajectory.
+
+    Raises
+    ------
+    EntryNotFoundError
+        Unknown entry.
+    TrajectoryTopologyError
+        Only earlier versions with another atom count have a trajectory.
     """
+    from moldb.api.trajectory_versions import find_trajectory
     from moldb.ir.store_ops import descriptor_objects
+    from moldb.ir.trajectory import TrajectoryDescriptor
 
-    rec, cells = store._ir_cells("descriptors", entry, None, None)
-    wanted = {k: c for k, c in cells.items() if c["tag"] in (FrameLabels.TYPE, FrameObservable.TYPE)}
-    if not wanted:
+    got = find_trajectory(store, entry)
+    if got is None:
         return None
+    _, holder, cells = got
+    wanted = {
+        k: c for k, c in cells.items() if c["tag"] in (FrameLabels.TYPE, FrameObservable.TYPE) or k == "trajectory"
+    }
+    descs = descriptor_objects(store._backend, holder.entry, wanted)
     cols: dict[str, np.ndarray] = {}
-    descs = descriptor_objects(store._backend, rec.entry, wanted)
+    for d in descs:
+        if isinstance(d, TrajectoryDescriptor):
+            cols["time"] = np.asarray(d.time, dtype=np.float64)
+            cols["step"] = np.asarray(d.step, dtype=np.int64)
+            cols["frame"] = np.arange(int(d.n_frames), dtype=np.int64)
     for d in descs:
         if isinstance(d, FrameObservable) and np.asarray(d.values).ndim == 1:
-            cols[d.name] = np.asarray(d.values)
+            cols[d.name] = _observable_column(d)
     for d in descs:
         if isinstance(d, FrameLabels):
             cols[d.name] = d.values()
-    return rec, cols
+    return holder, cols
 
 
 def frames_where(store: Any, expr: str, entry: str | None = None) -> np.ndarray:
     """Frame indices (int64, sorted) where an expression over per-frame data holds.
 
-    The columns are the entry's frame labels (``"cluster == 3"``) and its scalar observables
-    (H5MD ``/observables``: ``"energy < 1.5 and cluster != 2"``); NaN (no sample at that
-    frame) compares false. Without ``entry``, the one entry whose trajectory has every
-    column named in ``expr``.
+    The columns are ``time`` (ps), ``step`` and ``frame`` (the index) of every trajectory, the
+    entry's scalar observables (H5MD ``/observables``: ``"energy < 1.5"``) and its frame labels
+    (``"cluster == 3"``); a label shadows an observable of the same name, and both shadow the
+    built-in columns. NaN (no sample at that frame) compares false. Without ``entry``, the one
+    entry whose trajectory has every column named in ``expr``.
+
+    Raises
+    ------
+    ValidationError
+        No trajectory to query, a column no trajectory has, or several entries have them all.
+    EntryNotFoundError
+        ``entry`` is not in the store.
     """
     from moldb.query import parse
     from moldb.query.nodes import columns
@@ -118,10 +185,13 @@ def frames_where(store: Any, expr: str, entry: str | None = None) -> np.ndarray:
         if got is not None:
             found.append((got[0].entry, got[1]))
     if not found:
-        who = f"{entry} has no" if entry is not None else "no entry has"
-        raise ValidationError(f"{who} frame labels or observables to query; add labels with store.add_descriptor("
-                              "entry, moldb.FrameLabels(name, labels)) or ingest an H5MD file with /observables")
-    kinds = {}
+        what = (
+            f"{entry} has no frame labels or observables to query: it has no trajectory"
+            if entry is not None
+            else "no entry has a trajectory whose frames could be queried"
+        )
+        raise ValidationError(f"{what}; ingest one with store.ingest('traj.xtc', topology='top.pdb', entry=...)")
+    kinds = dict(BUILTIN_COLUMNS)
     for _, cols in found:
         for k, v in cols.items():
             kinds[k] = "str" if v.dtype == object else "float" if v.dtype.kind == "f" else "int"
@@ -129,14 +199,19 @@ def frames_where(store: Any, expr: str, entry: str | None = None) -> np.ndarray:
     needed = columns(node)
     hits = [(e, cols) for e, cols in found if needed <= set(cols)]
     if not hits:
-        raise ValidationError(f"no trajectory has frame labels or observables {sorted(needed)}"
-                              + (f" in {entry}" if entry else "") + "; add labels with store.add_descriptor("
-                              "entry, moldb.FrameLabels(name, labels))")
+        raise ValidationError(
+            f"no trajectory has frame labels or observables {sorted(needed)}"
+            + (f" in {entry}" if entry else "")
+            + "; add labels with store.add_descriptor("
+            "entry, moldb.FrameLabels(name, labels))"
+        )
     if len(hits) > 1:
-        raise ValidationError(f"frame labels {sorted(needed)} exist in several entries "
-                              f"({', '.join(e for e, _ in hits)}); pass entry=...")
+        raise ValidationError(
+            f"the frame columns {sorted(needed)} exist in the trajectories of several entries "
+            f"({', '.join(e for e, _ in hits)}); pass entry=..."
+        )
     _, cols = hits[0]
-    n = len(next(iter(cols.values())))
+    n = len(cols["frame"])
     with np.errstate(invalid="ignore"):
         return np.flatnonzero(_label_mask(node, cols, n)).astype(np.int64)
 

@@ -421,11 +421,12 @@ class Store:
         from moldb.ir.store_ops import add_descriptor
 
         self._check_writable()
-        if getattr(descriptor, "TYPE", None) == "frame_labels":  # one label per frame of the trajectory
-            from moldb.api.trajectory import check_frame_labels
+        version: int | None = None
+        if getattr(descriptor, "TYPE", None) == "frame_labels":  # one label per frame, on the trajectory's version
+            from moldb.api.trajectory import frame_labels_target
 
-            descriptor = check_frame_labels(self, entry, descriptor)
-        rec, cells = self._ir_cells("descriptors", entry, None, None)
+            descriptor, version = frame_labels_target(self, entry, descriptor)
+        rec, cells = self._ir_cells("descriptors", entry, version, None)
         groups = self._ir_cells("groupings", entry, rec.version, None)[1]
         return add_descriptor(self._backend, rec, cells, descriptor, groups, provenance)
 

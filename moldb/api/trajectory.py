@@ -4,31 +4,44 @@
 of one frame's cells; ``t.frames(slice(0, 250, 10), select="name CA")`` evaluates the
 selection on the topology (the entry's atoms, ``docs/query.md``), then reads only the
 frames asked for and only the atom parts (``trace``, ``backbone`` …) the selected atoms
-live in — see ``docs/trajectories.md``. Frame labels and ``frames_where`` live in
-:mod:`moldb.api.frame_query`, H5MD / multi-model export in :mod:`moldb.api.trajectory_export`
-(both re-exported here).
+live in — see ``docs/trajectories.md``. Ingest lives in :mod:`moldb.api.trajectory_ingest`,
+which version's trajectory a read uses in :mod:`moldb.api.trajectory_versions`, frame labels and
+``frames_where`` in :mod:`moldb.api.frame_query`, H5MD / multi-model export in
+:mod:`moldb.api.trajectory_h5md` / :mod:`moldb.api.trajectory_export` (re-exported here).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from moldb.api.frame_query import FrameSelection, check_frame_labels, frames_where
+from moldb.api.frame_query import FrameSelection, check_frame_labels, frame_labels_target, frames_where
 from moldb.api.trajectory_export import export_h5md, write_frames
+from moldb.api.trajectory_ingest import ingest_trajectory, is_trajectory
+from moldb.api.trajectory_versions import TrajectoryTopologyError, resolve_trajectory
 from moldb.errors import EntryNotFoundError, ValidationError
 from moldb.ir.trajectory import PART_NAMES, Connectivity, FrameLabels, FrameObservable, TrajectoryDescriptor
 from moldb.schema.records import VersionInfo
 from moldb.storage import frames as fstore
 
-__all__ = ["FrameIndexError", "FrameSelection", "Trajectory", "check_frame_labels", "export_h5md", "frames_where",
-           "ingest_trajectory", "is_trajectory", "open_trajectory", "write_frames"]
+__all__ = [
+    "FrameIndexError",
+    "FrameSelection",
+    "Trajectory",
+    "TrajectoryTopologyError",
+    "check_frame_labels",
+    "export_h5md",
+    "frame_labels_target",
+    "frames_where",
+    "ingest_trajectory",
+    "is_trajectory",
+    "open_trajectory",
+    "write_frames",
+]
 
-_TOPOLOGY_SUFFIXES = (".pdb.gz", ".pdb", ".cif.gz", ".cif", ".bcif", ".bcif.gz", ".mmtf", ".mmtf.gz", ".ent.gz")
 _BATCH = 256  # frames per TileDB query in Trajectory.frames
 
 
@@ -36,105 +49,22 @@ class FrameIndexError(ValidationError, IndexError):
     """A frame index outside the trajectory."""
 
 
-def is_trajectory(path: str | Path, format: str | None = None) -> bool:
-    """Whether ``path`` (or ``format``) names a trajectory format (H5MD, XTC, DCD, TRR, NetCDF)."""
-    from moldb.ingest.trajectory import trajectory_format
-
-    return trajectory_format(path, format) is not None
-
-
-def _sibling_topology(path: Path) -> Path | None:
-    stem = path.name.split(".")[0]
-    for suf in _TOPOLOGY_SUFFIXES:
-        cand = path.with_name(stem + suf)
-        if cand.is_file():
-            return cand
-    return None
-
-
-def ingest_trajectory(store: Any, path: str | Path, *, topology: str | Path | None = None, entry: str | None = None,
-                      format: str | None = None, author: str = "", message: str = "") -> VersionInfo:
-    """Store a trajectory: its topology as a new entry version, its frames as the version's trajectory.
-
-    Parameters
-    ----------
-    store : moldb.Store
-    path : str or pathlib.Path
-        H5MD, XTC, DCD, TRR or AMBER NetCDF file.
-    topology : str or pathlib.Path, optional
-        Structure file giving the atoms (PDB, mmCIF, BinaryCIF, MMTF). For H5MD, defaults to a
-        file with the same stem next to it (``cobrotoxin.pdb.gz``), else the file's ``species``.
-    entry : str, optional
-        Entry id (default: the trajectory file's stem).
-
-    Raises
-    ------
-    ValidationError
-        No topology, atom counts differ (both files named), or MDAnalysis is missing (``moldb[md]``).
-    ParseError
-        The trajectory or topology cannot be read; nothing is written.
-    """
-    from moldb.ingest.formats import read_file
-    from moldb.ingest.load import commit
-    from moldb.ingest.trajectory import (
-        atom_parts,
-        encode_trajectory,
-        open_trajectory,
-        pending,
-        reset,
-        species_topology,
-    )
-
-    p = Path(path)
-    src = open_trajectory(p, format)
-    top = Path(topology) if topology is not None else (_sibling_topology(p) if src.format == "H5MD" else None)
-    if top is None and not (src.format == "H5MD" and src.species is not None):
-        raise ValidationError(
-            f"{p}: a {src.format} trajectory has no atoms of its own; pass topology=<PDB/mmCIF file with "
-            f"{src.n_atoms} atoms> (e.g. store.ingest({p.name!r}, topology='top.pdb.gz'))")
-    atom_rows: np.ndarray | None = None
-    if top is not None:
-        parsed = read_file(top)
-        n_top = parsed.n_atoms
-        if n_top != src.n_atoms:
-            models = parsed.atoms.column("pdbx_PDB_model_num").to_numpy(zero_copy_only=False) \
-                if "pdbx_PDB_model_num" in parsed.atoms.column_names else None
-            first = np.flatnonzero(models == models[0]) if models is not None and len(models) else np.zeros(0, int)
-            if first.size != src.n_atoms:
-                raise ValidationError(
-                    f"atom count mismatch: topology {top} has {n_top} atoms"
-                    + (f" ({first.size} in its first model)" if first.size != n_top else "")
-                    + f", trajectory {p} has {src.n_atoms} atoms per frame; pass the topology of this trajectory")
-            atom_rows = first.astype(np.int64)
-        atoms = parsed.atoms if atom_rows is None else parsed.atoms.take(atom_rows)
-        part = atom_parts(atoms)
-        enc = encode_trajectory(src, part, atom_rows)
-    else:
-        part = np.full(src.n_atoms, PART_NAMES.index("other"), dtype=np.uint8)
-        enc = encode_trajectory(src, part, None)
-        first_xyz = np.zeros((src.n_atoms, 3), dtype=np.float32)
-        if enc.descriptor.n_frames:
-            first_xyz = fstore.decode_cell(enc.position_cells[0][PART_NAMES.index("other")], src.n_atoms)
-        parsed = species_topology(src, first_xyz)
-    eid = entry or p.name.split(".")[0]
-    msg = message or f"ingest {p.name}" + (f" (topology {top.name})" if top is not None else "")
-    token = pending(enc)
-    try:
-        return commit(store._backend, parsed, entry_id=eid, author=author, message=msg, mode="new")
-    finally:
-        reset(token)
-
-
-def _trajectory_descriptor(store: Any, entry: str, version: int | str | None) -> tuple[VersionInfo, Any]:
-    rec, cells = store._ir_cells("descriptors", entry, version, None)
-    cell = cells.get("trajectory")
-    if cell is None or cell["tag"] != TrajectoryDescriptor.TYPE:
-        raise EntryNotFoundError(f"{rec.entry} v{rec.version} has no trajectory; store one with "
-                                 f"store.ingest('traj.xtc', topology='top.pdb', entry={rec.entry!r})")
+def _trajectory_descriptor(
+    store: Any,
+    entry: str,
+    version: int | str | None,
+) -> tuple[VersionInfo, VersionInfo, TrajectoryDescriptor]:
+    """The version asked for, the version holding its trajectory (:mod:`moldb.api.trajectory_versions`), and it."""
     from moldb.ir.store_ops import descriptor_objects
 
-    (d,) = descriptor_objects(store._backend, rec.entry, {"trajectory": cell})
-    return rec, d
+    asked, holder, cells = resolve_trajectory(store, entry, version)
+    d = descriptor_objects(store._backend, holder.entry, {"trajectory": cells["trajectory"]})[0]
+    if not isinstance(d, TrajectoryDescriptor):
+        raise EntryNotFoundError(
+            f"{holder.entry} v{holder.version}: descriptor 'trajectory' is a {d.type!r}, "
+            "not a trajectory; re-ingest the trajectory"
+        )
+    return asked, holder, d
 
 
 class Trajectory:
@@ -144,6 +74,10 @@ class Trajectory:
     ----------
     entry : str
     version : int
+        The version holding the trajectory (its ``record``; ``topology()`` reads it).
+    for_version : int
+        The version asked for: newer than ``version`` after a topology-only re-deposit
+        (``docs/trajectories.md``, "Versions").
     n_frames, n_atoms : int
     time : numpy.ndarray, shape (n_frames,), float64
         Time of each frame (ps).
@@ -157,12 +91,15 @@ class Trajectory:
         ``bytes_returned`` (float32 output), ``cells``.
     """
 
-    def __init__(self, store: Any, rec: VersionInfo, desc: TrajectoryDescriptor) -> None:
+    def __init__(
+        self, store: Any, rec: VersionInfo, desc: TrajectoryDescriptor, for_version: int | None = None
+    ) -> None:
         self._store = store
         self.record = rec
         self.descriptor = desc
         self.entry = rec.entry
         self.version = rec.version
+        self.for_version = rec.version if for_version is None else int(for_version)
         self.n_frames = int(desc.n_frames)
         self.n_atoms = int(desc.n_atoms)
         self.time = np.asarray(desc.time, dtype=np.float64)
@@ -178,8 +115,11 @@ class Trajectory:
         self.last_read: dict[str, int] = {}
 
     def __repr__(self) -> str:
-        return (f"<moldb Trajectory {self.entry} v{self.version}: {self.n_frames} frames x {self.n_atoms} atoms, "
-                f"fields {self.fields}>")
+        held = "" if self.for_version == self.version else f" (read for v{self.for_version})"
+        return (
+            f"<moldb Trajectory {self.entry} v{self.version}{held}: {self.n_frames} frames x {self.n_atoms} "
+            f"atoms, fields {self.fields}>"
+        )
 
     def __len__(self) -> int:
         return self.n_frames
@@ -194,8 +134,9 @@ class Trajectory:
             raise FrameIndexError(f"frame index {i!r} of {self.entry}: use an integer")
         k = int(i)
         if not -self.n_frames <= k < self.n_frames:
-            raise FrameIndexError(f"frame {k} is out of range for {self.entry}: it has {self.n_frames} frames "
-                                  f"(0 … {self.n_frames - 1})")
+            raise FrameIndexError(
+                f"frame {k} is out of range for {self.entry}: it has {self.n_frames} frames (0 … {self.n_frames - 1})"
+            )
         return k % self.n_frames
 
     def frame_indices(self, frames: Any = None) -> np.ndarray:
@@ -288,10 +229,13 @@ class Trajectory:
         parts = sorted(p for p, *_ in plan)
         by_part = {p: (n, src, dst) for p, n, src, dst in plan}
         uniq, inv = np.unique(fr, return_inverse=True)
-        dec = out if uniq.size == fr.size and np.array_equal(uniq, fr) else np.empty((uniq.size, idx.size, 3),
-                                                                                       dtype=np.float32)
+        dec = (
+            out
+            if uniq.size == fr.size and np.array_equal(uniq, fr)
+            else np.empty((uniq.size, idx.size, 3), dtype=np.float32)
+        )
         for lo in range(0, uniq.size, _BATCH):
-            cells = self._reader.read(uniq[lo:lo + _BATCH].tolist(), parts)
+            cells = self._reader.read(uniq[lo : lo + _BATCH].tolist(), parts)
             stats["bytes_read"] += self._reader.last_bytes
             for k, row in enumerate(cells):
                 for j, p in enumerate(parts):
@@ -329,10 +273,16 @@ class Trajectory:
         """
         return {d.name: d for d in self._descriptors(FrameObservable.TYPE) if isinstance(d, FrameObservable)}
 
-    def connectivity(self) -> Connectivity | None:
-        """The stored connectivity (H5MD ``/connectivity``: pairs of trajectory particles), or None."""
+    def connectivity(self, frame: int | None = None) -> Connectivity | None:
+        """The stored connectivity (H5MD ``/connectivity``: tuples of trajectory particles), or None.
+
+        Without ``frame``: every tuple, with one row per run of a time-dependent element
+        (``step_lo`` / ``step_hi``); with ``frame``: the tuples in effect at that frame (its step).
+        """
         got = [d for d in self._descriptors(Connectivity.TYPE) if isinstance(d, Connectivity)]
-        return got[0] if got else None
+        if not got:
+            return None
+        return got[0] if frame is None else got[0].at_step(int(self.step[self._index(frame)]))
 
     def bonds(self) -> pa.Table:
         """Bonds between trajectory particles: the entry's ``Structure.bonds()`` mapped onto the frames' atoms.
@@ -345,8 +295,9 @@ class Trajectory:
         if self._rows is None:
             keep = (b.column("atom_1").to_numpy() < self.n_atoms) & (b.column("atom_2").to_numpy() < self.n_atoms)
             return b.filter(pa.array(keep))
-        pos = np.full(int(max(self._rows.max(initial=-1), b.column("atom_2").to_numpy().max(initial=-1))) + 1, -1,
-                      dtype=np.int64)
+        pos = np.full(
+            int(max(self._rows.max(initial=-1), b.column("atom_2").to_numpy().max(initial=-1))) + 1, -1, dtype=np.int64
+        )
         pos[self._rows] = np.arange(self._rows.size)
         a1, a2 = pos[b.column("atom_1").to_numpy()], pos[b.column("atom_2").to_numpy()]
         keep = (a1 >= 0) & (a2 >= 0)
@@ -355,8 +306,17 @@ class Trajectory:
 
 
 def open_trajectory(store: Any, entry: str, version: int | str | None = None) -> Trajectory:
-    """The :class:`Trajectory` of ``entry`` (latest version with one unless ``version``)."""
-    rec, d = _trajectory_descriptor(store, entry, version)
-    return Trajectory(store, rec, d)
+    """The :class:`Trajectory` of ``entry``'s latest version (or ``version``).
 
+    A version without a trajectory of its own (a topology-only re-deposit) reads the one of
+    the newest earlier version whose topology has as many atoms (:mod:`moldb.api.trajectory_versions`).
 
+    Raises
+    ------
+    EntryNotFoundError
+        Unknown entry / version, or no trajectory up to that version.
+    TrajectoryTopologyError
+        Only earlier versions with another atom count have one (both versions named).
+    """
+    asked, holder, d = _trajectory_descriptor(store, entry, version)
+    return Trajectory(store, holder, d, for_version=asked.version)

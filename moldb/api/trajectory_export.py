@@ -1,19 +1,20 @@
 """Writing a stored trajectory out: H5MD 1.1 (frames, observables, connectivity), multi-model PDB / mmCIF, XYZ.
 
-:func:`export_h5md` writes ``store.export(entry, "out.h5md")``; :func:`write_frames` is the
+:func:`export_h5md` (:mod:`moldb.api.trajectory_h5md`) writes ``store.export(entry, "out.h5md")``;
+:func:`write_frames` is the
 body of ``moldb frames ENTRY -o out.{h5md,pdb,cif,bcif,xyz}``: chosen frames (a slice, indices,
 or ``frames_where`` hits) and atoms (a selection), one model per frame for the structure formats.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from moldb.api.trajectory_h5md import export_h5md
 from moldb.errors import ValidationError
 
 __all__ = ["FRAME_FORMATS", "export_h5md", "frame_format", "parse_frames", "write_frames"]
@@ -39,8 +40,9 @@ def parse_frames(spec: str) -> slice | list[int]:
             raise ValueError(text)
         nums = [int(b) if b.strip() else None for b in bits] if len(bits) > 1 else [int(b) for b in text.split(",")]
     except ValueError:
-        raise ValidationError(f"--frames {spec!r}: use START:STOP[:STEP] (e.g. 0:250:10), one index (137) "
-                              "or a comma list (0,5,9)") from None
+        raise ValidationError(
+            f"--frames {spec!r}: use START:STOP[:STEP] (e.g. 0:250:10), one index (137) or a comma list (0,5,9)"
+        ) from None
     if len(bits) == 1:
         return [int(v) for v in nums if v is not None]
     if len(nums) == 3 and nums[2] == 0:
@@ -65,79 +67,10 @@ def frame_format(path: str | Path, format: str | None = None) -> str:
     try:
         return format_for_path(path)
     except ValidationError:
-        raise ValidationError(f"{Path(path).name}: cannot tell the format from the suffix; use .h5md, .pdb, .cif, "
-                              ".bcif or .xyz (.gz for pdb/cif), or pass format=") from None
-
-
-def _atomic_numbers(symbols: list[str]) -> np.ndarray:
-    import gemmi
-
-    out = np.zeros(len(symbols), dtype=np.int32)
-    cache: dict[str, int] = {}
-    for i, sym in enumerate(symbols):
-        if sym not in cache:
-            z = gemmi.Element(sym).atomic_number if sym and sym not in ("X", "?", ".") else 0
-            cache[sym] = int(z)
-        out[i] = cache[sym]
-    return out
-
-
-def export_h5md(store: Any, entry: str, path: str | Path, version: int | str | None = None, author: str = "moldb",
-                frames: Any = None, select: Any = None, bonds: bool = True) -> Path:
-    """Write the trajectory of ``entry`` as H5MD 1.1 (``particles/trajectory``, Å, ps) at ``path``.
-
-    Parameters
-    ----------
-    store : moldb.Store
-    entry : str
-    path : str or pathlib.Path
-    version : int or str, optional
-    author : str
-        ``h5md/author/name``.
-    frames : slice, int, array of int or bool, optional
-        Frames to write (default: all), as :meth:`Trajectory.frames` takes them.
-    select : str or array, optional
-        Atoms to write (a selection such as ``"name CA"``, indices or a mask; default: all).
-    bonds : bool
-        Write ``/connectivity``: the stored elements and the bonds moldb derives (templates,
-        polymer links, ``struct_conn``), restricted to the atoms written.
-
-    Returns
-    -------
-    pathlib.Path
-        Besides positions / velocities / forces, box, time and step it holds the per-frame
-        observables, ``species`` (atomic numbers), atom names and elements.
-    """
-    from moldb.api.connectivity import export_pairs, stored_connectivity
-    from moldb.api.trajectory import open_trajectory
-    from moldb.export.h5md import write_h5md
-
-    t = open_trajectory(store, entry, version)
-    fr = t.frame_indices(frames)
-    idx = t.atom_indices(select)
-    s = t.topology()
-    atoms = s.atoms.take(pa.array(t._rows[idx] if t._rows is not None else idx, pa.int64()))
-    names = [str(v) for v in atoms.column("label_atom_id").to_pylist()] if "label_atom_id" in atoms.column_names \
-        else None
-    elements = [str(v or "X") for v in atoms.column("type_symbol").to_pylist()] \
-        if "type_symbol" in atoms.column_names else None
-    whole = idx.size == t.n_atoms
-    sel = None if whole else idx
-
-    def reader(field: str) -> Callable[[int, int], np.ndarray]:
-        return lambda lo, hi: t.frames(fr[lo:hi], select=sel, field=field)
-
-    extra = {f: reader(f) for f in t.fields if f != "position"}
-    observables = {name: (np.asarray(o.values)[fr], o.unit) for name, o in t.observables().items()}
-    connectivity: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None
-    if bonds:
-        conn, rows = stored_connectivity(store, t.entry, t.version)
-        connectivity = dict(export_pairs(s.bonds(), conn, rows if rows is not None else t._rows, idx, t.n_atoms))
-    return write_h5md(Path(path), n_atoms=int(idx.size), n_frames=int(fr.size), positions=reader("position"),
-                      time=t.time[fr], step=t.step[fr], box=None if t.box is None else t.box[fr], extra=extra,
-                      units=t.units, names=names, elements=elements, author=author, title=f"{t.entry} v{t.version}",
-                      species=None if elements is None else _atomic_numbers(elements), observables=observables,
-                      connectivity=connectivity)
+        raise ValidationError(
+            f"{Path(path).name}: cannot tell the format from the suffix; use .h5md, .pdb, .cif, "
+            ".bcif or .xyz (.gz for pdb/cif), or pass format="
+        ) from None
 
 
 def _multi_model(s: Any, rows: np.ndarray, xyz: np.ndarray) -> Any:
@@ -150,37 +83,48 @@ def _multi_model(s: Any, rows: np.ndarray, xyz: np.ndarray) -> Any:
     base = base.drop_columns([c for c in _U6 if c in base.column_names])
     t = base.take(pa.array(np.tile(np.arange(m), k), pa.int64()))
     flat = xyz.reshape(k * m, 3).astype(np.float64)
-    new = {"Cartn_x": pa.array(flat[:, 0]), "Cartn_y": pa.array(flat[:, 1]), "Cartn_z": pa.array(flat[:, 2]),
-           "pdbx_PDB_model_num": pa.array(np.repeat(np.arange(1, k + 1), m), pa.int64()),
-           "id": pa.array(np.arange(1, k * m + 1), pa.int64())}
+    new = {
+        "Cartn_x": pa.array(flat[:, 0]),
+        "Cartn_y": pa.array(flat[:, 1]),
+        "Cartn_z": pa.array(flat[:, 2]),
+        "pdbx_PDB_model_num": pa.array(np.repeat(np.arange(1, k + 1), m), pa.int64()),
+        "id": pa.array(np.arange(1, k * m + 1), pa.int64()),
+    }
     for name, arr in new.items():
         if name in t.column_names:
             t = t.set_column(t.column_names.index(name), name, arr.cast(t.schema.field(name).type))
         else:
             t = t.append_column(name, arr)
-    masks = {c: np.tile(np.asarray(v)[rows], k) for c, v in p.atom_masks.items()
-             if c in t.column_names and c not in new}
+    masks = {
+        c: np.tile(np.asarray(v)[rows], k) for c, v in p.atom_masks.items() if c in t.column_names and c not in new
+    }
     decimals = {**p.decimals, **{c: max(int(p.decimals.get(c, 3)), 3) for c in ("Cartn_x", "Cartn_y", "Cartn_z")}}
     items = [i for i in p.atom_items if i in t.column_names]
     items += [c for c in t.column_names if c not in items]
     cats = [c for c in p.categories if c.name not in ("atom_site", "atom_site_anisotrop")]
-    return replace(p, atoms=t, atom_masks=masks, atom_items=items, decimals=decimals, categories=cats,
-                   aniso_items=[])
+    return replace(p, atoms=t, atom_masks=masks, atom_items=items, decimals=decimals, categories=cats, aniso_items=[])
 
 
-def _write_xyz(path: Path, symbols: list[str], xyz: np.ndarray, frames: np.ndarray, time: np.ndarray,
-               title: str) -> None:
+def _write_xyz(
+    path: Path, symbols: list[str], xyz: np.ndarray, frames: np.ndarray, time: np.ndarray, title: str
+) -> None:
     tmp = path.with_name(path.name + ".partial")
     with open(tmp, "w") as fh:
         for k, f in enumerate(frames):
             fh.write(f"{len(symbols)}\n{title} frame {int(f)} time {float(time[f]):.6g} ps\n")
-            fh.writelines(f"{sym:<2} {x:.5f} {y:.5f} {z:.5f}\n" for sym, (x, y, z) in zip(symbols, xyz[k],
-                                                                                         strict=True))
+            fh.writelines(f"{sym:<2} {x:.5f} {y:.5f} {z:.5f}\n" for sym, (x, y, z) in zip(symbols, xyz[k], strict=True))
     tmp.replace(path)
 
 
-def write_frames(store: Any, entry: str, path: str | Path, frames: Any = None, select: Any = None,
-                 version: int | str | None = None, format: str | None = None) -> dict[str, Any]:
+def write_frames(
+    store: Any,
+    entry: str,
+    path: str | Path,
+    frames: Any = None,
+    select: Any = None,
+    version: int | str | None = None,
+    format: str | None = None,
+) -> dict[str, Any]:
     """Write chosen frames and atoms of ``entry``'s trajectory to ``path``.
 
     Parameters
@@ -229,10 +173,20 @@ def write_frames(store: Any, entry: str, path: str | Path, frames: Any = None, s
         s = t.topology()
         rows = t._rows[idx] if t._rows is not None else idx
         if fmt == "xyz":
-            col = s.atoms.column("type_symbol").take(pa.array(rows, pa.int64())).to_pylist() \
-                if "type_symbol" in s.atoms.column_names else ["X"] * idx.size
+            col = (
+                s.atoms.column("type_symbol").take(pa.array(rows, pa.int64())).to_pylist()
+                if "type_symbol" in s.atoms.column_names
+                else ["X"] * idx.size
+            )
             _write_xyz(out, [str(v or "X") for v in col], xyz, fr, t.time, f"{t.entry} v{t.version}")
         else:
             write(_multi_model(s, rows, xyz), out, format=fmt)
-    return {"entry": t.entry, "version": t.version, "output": str(out), "format": fmt, "n_frames": int(fr.size),
-            "n_atoms": int(idx.size), "first_frames": [int(v) for v in fr[:10]]}
+    return {
+        "entry": t.entry,
+        "version": t.version,
+        "output": str(out),
+        "format": fmt,
+        "n_frames": int(fr.size),
+        "n_atoms": int(idx.size),
+        "first_frames": [int(v) for v in fr[:10]],
+    }

@@ -23,26 +23,43 @@ StoreOpt = Annotated[str, typer.Option("--store", "-s", help="Store URI (path or
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")]
 
 
-def register(app: typer.Typer, open_store: Callable[[str], Any], fail: Callable[[Exception], typer.Exit],
-             out: Console, err: Console) -> None:
+def register(
+    app: typer.Typer,
+    open_store: Callable[[str], Any],
+    fail: Callable[[Exception], typer.Exit],
+    out: Console,
+    err: Console,
+) -> None:
     """Add the ``frames`` command to ``app``."""
 
     @app.command("frames")
     def frames(
         entry: Annotated[str, typer.Argument(help="Entry with a trajectory")],
         store: StoreOpt,
-        output: Annotated[Path, typer.Option(
-            "-o", "--output", help="Output: .h5md, .pdb, .cif, .bcif (.gz ok) or .xyz; one model per frame")],
-        frames: Annotated[str | None, typer.Option(
-            "--frames", help="Frames: START:STOP[:STEP] (0:250:10), one index (137) or a list (0,5,9)")] = None,
-        where: Annotated[str | None, typer.Option(
-            "--where", help="Keep frames where labels / observables hold, e.g. 'cluster == 3', 'energy < 1.5'")]
-        = None,
-        select: Annotated[str | None, typer.Option(
-            "--select", help="Atoms, in the selection language, e.g. \"name CA\" (docs/query.md)")] = None,
+        output: Annotated[
+            Path,
+            typer.Option(
+                "-o", "--output", help="Output: .h5md, .pdb, .cif, .bcif (.gz ok) or .xyz; one model per frame"
+            ),
+        ],
+        frames: Annotated[
+            str | None,
+            typer.Option("--frames", help="Frames: START:STOP[:STEP] (0:250:10), one index (137) or a list (0,5,9)"),
+        ] = None,
+        where: Annotated[
+            str | None,
+            typer.Option(
+                "--where",
+                help="Keep frames where labels / observables / time / step / frame hold, e.g. 'cluster == 3', "
+                "'energy < 1.5 and time >= 10'",
+            ),
+        ] = None,
+        select: Annotated[
+            str | None,
+            typer.Option("--select", help='Atoms, in the selection language, e.g. "name CA" (docs/query.md)'),
+        ] = None,
         version: Annotated[str | None, typer.Option(help="Version number or tag (default: latest)")] = None,
-        format: Annotated[str | None, typer.Option(help="h5md | pdb | cif | bcif | xyz (default: from suffix)")]
-        = None,
+        format: Annotated[str | None, typer.Option(help="h5md | pdb | cif | bcif | xyz (default: from suffix)")] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Write frames of an entry's trajectory: H5MD (with observables and bonds), multi-model PDB/mmCIF, XYZ."""
@@ -62,5 +79,7 @@ def register(app: typer.Typer, open_store: Callable[[str], Any], fail: Callable[
         if json_out:
             out.print_json(json.dumps(info))
             return
-        out.print(f"wrote {info['n_frames']} frame(s) x {info['n_atoms']} atoms of {info['entry']} v{info['version']} "
-                  f"to {info['output']} ({info['format']})")
+        out.print(
+            f"wrote {info['n_frames']} frame(s) x {info['n_atoms']} atoms of {info['entry']} v{info['version']} "
+            f"to {info['output']} ({info['format']})"
+        )

@@ -337,6 +337,17 @@ def maintain(
     orph = rep["orphans"]
     out.print(f"orphan blocks collected: {len(orph['collected'])}; younger than {orph['grace_s']:.0f} s, kept: "
               f"{len(orph['young'])}  ({rep['seconds']:.2f} s)")
+    frames = rep.get("orphan_frames") or {}
+
+    def ids(items: list[dict[str, Any]]) -> str:
+        return ", ".join(str(o["traj"]) for o in items) or "none"
+
+    collected = frames.get("collected", [])
+    out.print(f"orphan trajectories collected: {len(collected)} ({ids(collected)}; "
+              f"{frames.get('bytes_collected', 0):,} bytes); younger than {orph['grace_s']:.0f} s, kept: "
+              f"{len(frames.get('young', []))} ({ids(frames.get('young', []))})"
+              + (f"; old, not collected: {len(frames['uncollected_old'])} ({ids(frames['uncollected_old'])})"
+                 if frames.get("uncollected_old") else ""))
 
 
 @app.command()

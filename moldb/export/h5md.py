@@ -10,20 +10,25 @@ Layout written (readable by MDAnalysis's ``H5MDReader`` and any H5MD 1.1 reader)
         velocity/    value "Angstrom ps-1"          (when stored)
         force/       value "kJ mol-1 Angstrom-1"    (when stored)
         species      (N,) int32 atomic numbers (time-independent; 0 unknown)
-    observables/<name>/  value (n, ...), step, time (one sample per frame; ``unit`` as stored)
-    connectivity/<name>  (n_pairs, 2) int particle indices, attribute particles_group → particles/trajectory
+    observables/<name>/  value (n, ...), step, time (one sample per frame; ``unit`` as stored;
+                     frame labels too, with attributes moldb_kind, derived_from, categories)
+    observables/<path>   time-independent observables: a plain dataset (``unit`` as stored)
+    connectivity/<name>  (n_tuples, T) int particle indices, attribute particles_group → particles/trajectory;
+                     time-dependent: a group with value (k, N_max, T) (fill value -1), step, time
     connectivity/bond_orders (or <name>_orders)  (n_pairs,) float64 when orders are known
     parameters/      moldb_title; atom names / elements as string datasets (vlen)
 
-Every ``step`` / ``time`` is a hard link to ``position/step`` / ``position/time``, as the spec
-asks for ``box`` and allows for the other elements. Coordinates are written in Å exactly as
-moldb decodes them, chunked one frame per chunk, so MDAnalysis reads back identical float32
-values (no unit conversion: ``Angstrom``); MDAnalysis puts the observables in ``ts.data``.
+Every per-frame ``step`` / ``time`` is a hard link to ``position/step`` / ``position/time``, as
+the spec asks for ``box`` and allows for the other elements. Coordinates are written in Å exactly
+as moldb decodes them, chunked one frame per chunk, so MDAnalysis reads back identical float32
+values (no unit conversion: ``Angstrom``); MDAnalysis puts the time series of ``/observables`` in
+``ts.data`` (its H5MDReader refuses time-independent observables, which are valid H5MD).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +36,140 @@ import numpy as np
 
 from moldb.errors import ValidationError
 
-__all__ = ["write_h5md"]
+__all__ = ["Series", "TupleElement", "write_h5md"]
 
 _BATCH = 256
 _DEFAULT_UNITS = {"velocity": "Angstrom ps-1", "force": "kJ mol-1 Angstrom-1"}
 
 
-def write_h5md(path: Path, *, n_atoms: int, n_frames: int, positions: Callable[[int, int], np.ndarray],
-               time: np.ndarray, step: np.ndarray, box: np.ndarray | None,
-               extra: dict[str, Callable[[int, int], np.ndarray]] | None = None,
-               units: dict[str, str] | None = None, names: list[str] | None = None,
-               elements: list[str] | None = None, author: str = "moldb", title: str = "",
-               species: np.ndarray | None = None, observables: dict[str, tuple[np.ndarray, str]] | None = None,
-               connectivity: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None) -> Path:
+@dataclass
+class Series:
+    """One ``observables/<name>`` time series: a value per frame, its unit and attributes of the group."""
+
+    values: np.ndarray
+    unit: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TupleElement:
+    """One ``connectivity/<name>`` element (particle indices of the written file).
+
+    ``tuples`` (n, T) and ``orders`` for a time-independent element; for a time-dependent one,
+    ``samples`` (the tuples at each sample), ``sample_orders`` and ``sample_frames`` (the written
+    frame each sample belongs to), ``tuples`` then only giving T by its shape.
+    """
+
+    tuples: np.ndarray
+    orders: np.ndarray | None = None
+    samples: list[np.ndarray] | None = None
+    sample_orders: list[np.ndarray] | None = None
+    sample_frames: np.ndarray | None = None
+
+    @property
+    def arity(self) -> int:
+        """Particles per tuple."""
+        return int(np.shape(self.tuples)[1]) if np.ndim(self.tuples) == 2 else 2
+
+
+def _oname(name: str) -> str:
+    return "bond_orders" if name == "bonds" else f"{name}_orders"
+
+
+def _check(
+    n_atoms: int,
+    n_frames: int,
+    observables: Mapping[str, Series],
+    connectivity: Mapping[str, TupleElement],
+) -> None:
+    for name, o in observables.items():
+        if np.shape(o.values)[:1] != (n_frames,):
+            raise ValidationError(
+                f"observable {name!r} has {np.shape(o.values)[:1]} rows; expected one per frame ({n_frames})"
+            )
+    for name, e in connectivity.items():
+        for t in [e.tuples, *(e.samples or [])]:
+            a = np.asarray(t)
+            if a.size and (a.ndim != 2 or a.shape[1] not in (2, 3, 4) or a.min() < 0 or a.max() >= n_atoms):
+                raise ValidationError(
+                    f"connectivity {name!r}: tuples must be (n, 2 … 4) particle indices in 0 … {n_atoms - 1}"
+                )
+
+
+def _write_observables(
+    f: Any,
+    observables: Mapping[str, Series],
+    constants: Mapping[str, tuple[np.ndarray, str]],
+    link: Callable[[Any], None],
+) -> None:
+    obs = f.create_group("observables")
+    for name, o in observables.items():
+        grp = obs.create_group(name)
+        vals = np.asarray(o.values)
+        ds = grp.create_dataset("value", data=vals.astype(np.int8) if vals.dtype == bool else vals)
+        if o.unit:
+            ds.attrs["unit"] = o.unit
+        for k, v in o.attrs.items():
+            grp.attrs[k] = v
+        link(grp)
+    for path, (value, unit) in constants.items():
+        ds = obs.create_dataset(path, data=np.asarray(value))
+        if unit:
+            ds.attrs["unit"] = unit
+
+
+def _write_connectivity(
+    f: Any, g: Any, connectivity: Mapping[str, TupleElement], n_atoms: int, step: np.ndarray, time: np.ndarray
+) -> None:
+    conn = f.create_group("connectivity")
+    itype = np.int32 if n_atoms < 2**31 else np.int64
+    for name, e in connectivity.items():
+        arity = e.arity
+        if e.samples is None:
+            ds = conn.create_dataset(name, data=np.asarray(e.tuples, dtype=itype).reshape(-1, arity))
+            ds.attrs["particles_group"] = g.ref
+            if e.orders is not None and np.isfinite(np.asarray(e.orders, dtype=np.float64)).any():
+                conn.create_dataset(_oname(name), data=np.asarray(e.orders, dtype=np.float64))
+            continue
+        k, width = len(e.samples), max([len(s) for s in e.samples], default=0)
+        value = np.full((k, width, arity), -1, dtype=itype)
+        orders = np.full((k, width), np.nan)
+        for i, s in enumerate(e.samples):
+            value[i, : len(s)] = s
+            if e.sample_orders is not None:
+                orders[i, : len(s)] = e.sample_orders[i]
+        grp = conn.create_group(name)
+        grp.attrs["particles_group"] = g.ref
+        grp.create_dataset("value", data=value, fillvalue=itype(-1))
+        frames = np.asarray(e.sample_frames, dtype=np.int64)
+        grp.create_dataset("step", data=np.asarray(step, np.int64)[frames])
+        grp.create_dataset("time", data=np.asarray(time, np.float64)[frames]).attrs["unit"] = "ps"
+        if np.isfinite(orders).any():
+            og = conn.create_group(_oname(name))
+            og.create_dataset("value", data=orders)
+            og["step"], og["time"] = grp["step"], grp["time"]
+
+
+def write_h5md(
+    path: Path,
+    *,
+    n_atoms: int,
+    n_frames: int,
+    positions: Callable[[int, int], np.ndarray],
+    time: np.ndarray,
+    step: np.ndarray,
+    box: np.ndarray | None,
+    extra: dict[str, Callable[[int, int], np.ndarray]] | None = None,
+    units: dict[str, str] | None = None,
+    names: list[str] | None = None,
+    elements: list[str] | None = None,
+    author: str = "moldb",
+    title: str = "",
+    species: np.ndarray | None = None,
+    observables: Mapping[str, Series | tuple[np.ndarray, str]] | None = None,
+    constants: Mapping[str, tuple[np.ndarray, str]] | None = None,
+    connectivity: Mapping[str, TupleElement | tuple[np.ndarray, np.ndarray | None]] | None = None,
+) -> Path:
     """Write an H5MD 1.1 file.
 
     Parameters
@@ -64,9 +190,12 @@ def write_h5md(path: Path, *, n_atoms: int, n_frames: int, positions: Callable[[
     species : numpy.ndarray, shape (n_atoms,), optional
         Atomic numbers, written as ``particles/trajectory/species``.
     observables : dict, optional
-        Name → (values with one row per frame, unit), written as ``observables/<name>``.
+        Name → :class:`Series` (or (values, unit)) with one row per frame, written as
+        ``observables/<name>`` (booleans as int8).
+    constants : dict, optional
+        Path below ``/observables`` → (value, unit): time-independent observables.
     connectivity : dict, optional
-        Element name → ((n, 2) particle index pairs, orders or None), written as
+        Element name → :class:`TupleElement` (or ((n, 2) pairs, orders)), written as
         ``connectivity/<name>`` with a ``particles_group`` reference.
 
     Returns
@@ -76,7 +205,7 @@ def write_h5md(path: Path, *, n_atoms: int, n_frames: int, positions: Callable[[
     Raises
     ------
     ValidationError
-        h5py is missing, an observable has not one row per frame, or a pair names a
+        h5py is missing, an observable has not one row per frame, or a tuple names a
         particle outside 0 … n_atoms-1.
     """
     try:
@@ -85,14 +214,14 @@ def write_h5md(path: Path, *, n_atoms: int, n_frames: int, positions: Callable[[
         raise ValidationError("writing H5MD needs h5py; install the extra with `pip install 'moldb[md]'`") from exc
     from moldb import __version__
 
-    for name, (vals, _) in (observables or {}).items():
-        if np.shape(vals)[:1] != (n_frames,):
-            raise ValidationError(f"observable {name!r} has {np.shape(vals)[:1]} rows; expected one per frame "
-                                  f"({n_frames})")
-    for name, (pairs, _) in (connectivity or {}).items():
-        p = np.asarray(pairs)
-        if p.size and (p.ndim != 2 or p.shape[1] != 2 or p.min() < 0 or p.max() >= n_atoms):
-            raise ValidationError(f"connectivity {name!r}: pairs must be (n, 2) indices in 0 … {n_atoms - 1}")
+    series = {k: v if isinstance(v, Series) else Series(np.asarray(v[0]), v[1]) for k, v in (observables or {}).items()}
+    tuples = {
+        k: v
+        if isinstance(v, TupleElement)
+        else TupleElement(np.asarray(v[0]) if np.size(v[0]) else np.zeros((0, 2), np.int64), v[1])
+        for k, v in (connectivity or {}).items()
+    }
+    _check(n_atoms, n_frames, series, tuples)
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
     units = dict(units or {})
@@ -108,8 +237,12 @@ def write_h5md(path: Path, *, n_atoms: int, n_frames: int, positions: Callable[[
 
         def element(name: str, unit: str, fill: Callable[[int, int], np.ndarray]) -> None:
             grp = g.create_group(name)
-            ds = grp.create_dataset("value", shape=(n_frames, n_atoms, 3), dtype=np.float32,
-                                    chunks=(1, n_atoms, 3) if n_frames and n_atoms else None)
+            ds = grp.create_dataset(
+                "value",
+                shape=(n_frames, n_atoms, 3),
+                dtype=np.float32,
+                chunks=(1, n_atoms, 3) if n_frames and n_atoms else None,
+            )
             ds.attrs["unit"] = unit
             for lo in range(0, n_frames, _BATCH):
                 hi = min(lo + _BATCH, n_frames)
@@ -130,31 +263,19 @@ def write_h5md(path: Path, *, n_atoms: int, n_frames: int, positions: Callable[[
         b.attrs["boundary"] = np.array(["periodic" if has_box else "none"] * 3, dtype=h5py.string_dtype())
         if has_box and box is not None:
             e = b.create_group("edges")
-            v = e.create_dataset("value", data=np.asarray(box, dtype=np.float32), chunks=(1, 3, 3) if n_frames
-                                 else None)
+            v = e.create_dataset(
+                "value", data=np.asarray(box, dtype=np.float32), chunks=(1, 3, 3) if n_frames else None
+            )
             v.attrs["unit"] = "Angstrom"
             link(e)
         for name, fill in (extra or {}).items():
             element(name, units.get(name, _DEFAULT_UNITS.get(name, "")), fill)
         if species is not None:
             g.create_dataset("species", data=np.asarray(species, dtype=np.int32))
-        if observables:
-            obs = f.create_group("observables")
-            for name, (vals, unit) in observables.items():
-                grp = obs.create_group(name)
-                ds = grp.create_dataset("value", data=np.asarray(vals))
-                if unit:
-                    ds.attrs["unit"] = unit
-                link(grp)
-        if connectivity:
-            conn = f.create_group("connectivity")
-            idx_type = np.int32 if n_atoms < 2**31 else np.int64
-            for name, (pairs, orders) in connectivity.items():
-                ds = conn.create_dataset(name, data=np.asarray(pairs, dtype=idx_type).reshape(-1, 2))
-                ds.attrs["particles_group"] = g.ref
-                if orders is not None and np.isfinite(np.asarray(orders, dtype=np.float64)).any():
-                    oname = "bond_orders" if name == "bonds" else f"{name}_orders"
-                    conn.create_dataset(oname, data=np.asarray(orders, dtype=np.float64))
+        if series or constants:
+            _write_observables(f, series, constants or {}, link)
+        if tuples:
+            _write_connectivity(f, g, tuples, n_atoms, step, time)
         params = f.create_group("parameters")
         if title:
             params.attrs["moldb_title"] = title

@@ -10,15 +10,15 @@
   e.g. ``observables/atoms/energy`` for the particles group ``atoms``) becomes a
   :class:`~moldb.ir.trajectory.FrameObservable`: its samples are put on the frame axis by
   ``step`` (a frame without a sample at its step gets NaN), or by index when there is no
-  step to match and the counts agree. Time-independent observables are recorded as constants.
+  step to match and the counts agree; the ``moldb_kind`` / ``derived_from`` / ``categories``
+  attributes moldb's export gives frame labels land in its ``attrs``. Time-independent
+  observables are recorded as constants (value, unit, dtype) in the trajectory's ``source``.
 * **Connectivity** — every tuple element under ``/connectivity`` (a ``[N][T]`` dataset, a
   time-dependent group with ``value [variable][N][T]``, or either inside a subgroup named
   after a particles group, as ZnH5MD writes ``connectivity/atoms/bonds``) whose
-  ``particles_group`` reference (or subgroup name) is the particles group read. Pairs become a
-  :class:`~moldb.ir.trajectory.Connectivity`; per the spec, tuples holding the dataset's
-  user-defined fill value (and negative padding) are ignored and values are mapped through
-  the group's ``id`` element when it has one. A time-dependent element contributes its first
-  sample. ``bond_orders`` / ``<name>_orders`` next to an element give its bond orders.
+  ``particles_group`` reference (or subgroup name) is the particles group read: pairs,
+  triples and quadruples become a :class:`~moldb.ir.trajectory.Connectivity`, time-dependent
+  elements with every sample (:mod:`moldb.ingest.h5md_connectivity`).
 """
 
 from __future__ import annotations
@@ -131,13 +131,18 @@ def open_h5md(path: Path) -> FrameSource:
             box = a.astype(np.float32)
         fields = ["position"]
         extra: dict[str, tuple[Any, float]] = {}
-        for name, key, table in (("velocity", "velocity", _VELOCITY), ("force", "force", _FORCE),
-                                 ("force", "forces", _FORCE)):
+        for name, key, table in (
+            ("velocity", "velocity", _VELOCITY),
+            ("force", "force", _FORCE),
+            ("force", "forces", _FORCE),
+        ):
             if key in g and "value" in g[key] and name not in extra:
                 ds = g[key]["value"]
                 if ds.shape[:2] != (n_frames, n_atoms):
-                    raise ParseError(str(path), f"{key}/value has shape {ds.shape}; expected "
-                                                f"({n_frames}, {n_atoms}, 3) like position/value")
+                    raise ParseError(
+                        str(path),
+                        f"{key}/value has shape {ds.shape}; expected ({n_frames}, {n_atoms}, 3) like position/value",
+                    )
                 s, u = _scale(ds, table)
                 units[name] = u or {"velocity": "Angstrom ps-1", "force": "kJ mol-1 Angstrom-1"}[name]
                 extra[name] = (ds, s)
@@ -148,7 +153,7 @@ def open_h5md(path: Path) -> FrameSource:
             sv = sp["value"] if isinstance(sp, h5py.Group) else sp
             species = np.asarray(sv[0] if sv.ndim == 2 else sv[()])
         observables, obs_notes = read_observables(f, g, n_frames, file_step)
-        conn, conn_notes = read_connectivity(f, g, n_atoms, path)
+        conn, conn_notes = read_connectivity(f, g, n_atoms, path, step)
     except ParseError:
         f.close()
         raise
@@ -179,7 +184,7 @@ def open_h5md(path: Path) -> FrameSource:
 def _name(rel: str, group: str, taken: set[str]) -> str:
     """Observable name from its path below ``/observables`` (the particles group's own subgroup dropped)."""
     if rel.startswith(group + "/"):
-        rel = rel[len(group) + 1:]
+        rel = rel[len(group) + 1 :]
     name = re.sub(r"[^A-Za-z0-9_]", "_", rel)
     if not name[:1].isalpha():
         name = "obs_" + name
@@ -190,8 +195,9 @@ def _name(rel: str, group: str, taken: set[str]) -> str:
     return name
 
 
-def _on_frames(value: np.ndarray, steps: np.ndarray | None, frame_steps: np.ndarray | None,
-               n_frames: int) -> tuple[np.ndarray, int] | str:
+def _on_frames(
+    value: np.ndarray, steps: np.ndarray | None, frame_steps: np.ndarray | None, n_frames: int
+) -> tuple[np.ndarray, int] | str:
     """Put samples on the frame axis; returns (values, frames matched) or why it cannot."""
     n_s = value.shape[0]
     if steps is not None and frame_steps is not None:
@@ -212,8 +218,24 @@ def _on_frames(value: np.ndarray, steps: np.ndarray | None, frame_steps: np.ndar
     return f"{n_s} samples and no step to match them with the {n_frames} frames"
 
 
-def read_observables(f: Any, particles: Any, n_frames: int,
-                     frame_steps: np.ndarray | None) -> tuple[list[FrameObservable], dict[str, Any]]:
+def _label_attrs(item: Any) -> dict[str, Any]:
+    """What a frame-label series written by moldb's export says of itself (kind, derived_from, categories)."""
+    out: dict[str, Any] = {}
+    for key in ("moldb_kind", "derived_from", "categories"):
+        if key in item.attrs:
+            v = item.attrs[key]
+            v = (
+                [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(v).ravel()]
+                if key == "categories"
+                else (v.decode() if isinstance(v, bytes) else str(v))
+            )
+            out[key] = v
+    return out
+
+
+def read_observables(
+    f: Any, particles: Any, n_frames: int, frame_steps: np.ndarray | None
+) -> tuple[list[FrameObservable], dict[str, Any]]:
     """The ``/observables`` of an open H5MD file on the frame axis.
 
     Returns
@@ -239,7 +261,7 @@ def read_observables(f: Any, particles: Any, n_frames: int,
             if isinstance(item, h5py.Dataset):
                 a = np.asarray(item[()])
                 if a.dtype.kind in "biuf" and a.size <= _CONSTANT_MAX:
-                    constant[rel] = {"value": a.tolist(), "unit": _unit(item) or ""}
+                    constant[rel] = {"value": a.tolist(), "unit": _unit(item) or "", "dtype": a.dtype.str}
                 else:
                     skipped[rel] = f"time-independent {a.dtype} {list(a.shape)}: not stored"
                 continue
@@ -261,9 +283,16 @@ def read_observables(f: Any, particles: Any, n_frames: int,
                 skipped[rel] = got
                 continue
             values, matched = got
-            o = FrameObservable(name=_name(rel, group, taken), values=values, unit=_unit(ds) or "",
-                                path=f"observables/{rel}", n_samples=int(value.shape[0]), n_matched=matched)
+            o = FrameObservable(
+                name=_name(rel, group, taken),
+                values=values,
+                unit=_unit(ds) or "",
+                path=f"observables/{rel}",
+                n_samples=int(value.shape[0]),
+                n_matched=matched,
+            )
             o.provenance.source = "ingest:h5md/observables"
+            o.attrs = _label_attrs(item)
             out.append(o)
 
     walk(f["observables"], "")

@@ -6,8 +6,8 @@ carries the per-frame arrays that share the axis (``time``, ``step``, ``box``);
 :class:`FrameLabels` attaches one label per frame (cluster ids, states, flags) with its
 ``derived_from`` provenance; :class:`FrameObservable` holds one per-frame observable of the
 source (H5MD ``/observables``: energies, λ ...) and :class:`Connectivity` the particle tuples
-of H5MD ``/connectivity`` (bonds). Importing this module registers the four types with
-:func:`moldb.ir.descriptors.descriptor_from`.
+of H5MD ``/connectivity`` (bonds, angles, dihedrals; time-dependent ones per run of samples).
+Importing this module registers the four types with :func:`moldb.ir.descriptors.descriptor_from`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,15 @@ from pydantic import Field, field_validator
 from moldb.ir.descriptors import DESCRIPTOR_TYPES
 from moldb.ir.model import Composition, Descriptor, Mode, OperatorRef, Regime, SignalType
 
-__all__ = ["PART_NAMES", "Connectivity", "FrameLabels", "FrameObservable", "TrajectoryDescriptor"]
+__all__ = [
+    "PART_NAMES",
+    "STEP_MAX",
+    "STEP_MIN",
+    "Connectivity",
+    "FrameLabels",
+    "FrameObservable",
+    "TrajectoryDescriptor",
+]
 
 #: atom parts of a frame (one ``frames`` cell each): a selection reads only the parts it touches
 PART_NAMES = ("trace", "backbone", "sidechain", "other", "water")
@@ -102,8 +110,9 @@ class FrameLabels(Descriptor):
     categories: list[str] | None = None
     labels: Any = None
 
-    def __init__(self, name: str | None = None, labels: Any = None, derived_from: str | None = None,
-                 **data: Any) -> None:
+    def __init__(
+        self, name: str | None = None, labels: Any = None, derived_from: str | None = None, **data: Any
+    ) -> None:
         if name is not None:
             data["name"] = name
         if labels is not None:
@@ -188,26 +197,43 @@ class FrameObservable(Descriptor):
         return a
 
 
+#: ``step_lo`` / ``step_hi`` of a tuple that holds at every step (time-independent element)
+STEP_MIN, STEP_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
 class Connectivity(Descriptor):
-    """Particle tuples of the trajectory's topology (H5MD ``/connectivity``): bonds and their source elements.
+    """Particle tuples of the trajectory's topology (H5MD ``/connectivity``): bonds, angles, dihedrals.
 
     Indices are trajectory particle indices (0 … n_atoms-1, the rows of
-    :meth:`moldb.api.trajectory.Trajectory.frame`), not atom rows of the entry.
+    :meth:`moldb.api.trajectory.Trajectory.frame`), not atom rows of the entry. One row per
+    tuple; a time-dependent element has one row per run of consecutive samples holding the
+    tuple, in effect for the frames whose step is in ``[step_lo, step_hi)``.
 
     Attributes
     ----------
     elements : list of str
-        Names of the connectivity elements (``bonds``, ``constraints`` ...), in source order.
+        Names of the connectivity elements (``bonds``, ``angles`` ...), in source order.
+    arity : list of int
+        Particles per tuple of each element (2 pairs, 3 triples, 4 quadruples); empty: all 2
+        (descriptors stored before tuples were kept).
+    time_dependent : list of str
+        Elements whose tuples change over the trajectory.
     atom_1, atom_2 : numpy.ndarray, shape (n,), int64
-        The two particles of each pair.
+        The first two particles of each tuple.
+    atom_3, atom_4 : numpy.ndarray, shape (n,), int64, optional
+        Third and fourth particles (-1 where the tuple is shorter); absent when every element
+        holds pairs.
     element : numpy.ndarray, shape (n,), int16
-        Index into ``elements`` of each pair.
+        Index into ``elements`` of each tuple.
     order : numpy.ndarray, shape (n,), float32, optional
         Bond order of each pair (ZnH5MD ``bond_orders``), NaN where unknown.
+    step_lo, step_hi : numpy.ndarray, shape (n,), int64, optional
+        Steps from which / until which (exclusive) the tuple holds (:data:`STEP_MIN` /
+        :data:`STEP_MAX` for time-independent elements); absent when nothing is time-dependent.
     """
 
     TYPE = "connectivity"
-    ARRAYS = ("atom_1", "atom_2", "element", "order")
+    ARRAYS = ("atom_1", "atom_2", "atom_3", "atom_4", "element", "order", "step_lo", "step_hi")
     regime: Regime = Regime.ENSEMBLE
     scope: str = "atom"
     mode: Mode = Mode.A
@@ -215,23 +241,67 @@ class Connectivity(Descriptor):
     composition: Composition = Composition.REPLACE
     signal_type: SignalType = SignalType.UNKNOWN
     elements: list[str] = Field(default_factory=list)
+    arity: list[int] = Field(default_factory=list)
+    time_dependent: list[str] = Field(default_factory=list)
     atom_1: Any = None
     atom_2: Any = None
+    atom_3: Any = None
+    atom_4: Any = None
     element: Any = None
     order: Any = None
+    step_lo: Any = None
+    step_hi: Any = None
 
     def model_post_init(self, __context: Any) -> None:
         if not self.id:
             self.id = "connectivity"
 
-    def pairs(self, name: str | None = None) -> np.ndarray:
-        """(n, 2) int64 particle pairs (of element ``name`` only when given)."""
-        a = np.stack([np.asarray(self.atom_1, np.int64), np.asarray(self.atom_2, np.int64)], axis=1).reshape(-1, 2)
-        if name is None:
-            return a
+    def arities(self) -> list[int]:
+        """Particles per tuple of each element (2 for descriptors stored without ``arity``)."""
+        return list(self.arity) if self.arity else [2] * len(self.elements)
+
+    def _index(self, name: str) -> int:
         if name not in self.elements:
             raise KeyError(f"no connectivity element {name!r}; elements: {self.elements}")
-        return a[np.asarray(self.element, np.int64) == self.elements.index(name)]
+        return self.elements.index(name)
+
+    def tuples(self, name: str) -> np.ndarray:
+        """(n, arity) int64 particle tuples of element ``name`` (every run, for a time-dependent one)."""
+        k = self._index(name)
+        cols = [self.atom_1, self.atom_2, self.atom_3, self.atom_4][: self.arities()[k]]
+        a = np.stack([np.asarray(c, np.int64) for c in cols], axis=1).reshape(-1, len(cols))
+        return a[np.asarray(self.element, np.int64) == k]
+
+    def pairs(self, name: str | None = None) -> np.ndarray:
+        """(n, 2) int64 particle pairs: of every pair element, or of element ``name`` only.
+
+        Raises
+        ------
+        KeyError
+            No element ``name``.
+        ValueError
+            Element ``name`` holds triples or quadruples (use :meth:`tuples`).
+        """
+        a = np.stack([np.asarray(self.atom_1, np.int64), np.asarray(self.atom_2, np.int64)], axis=1).reshape(-1, 2)
+        el = np.asarray(self.element, np.int64)
+        if name is None:
+            return a[np.isin(el, [k for k, n in enumerate(self.arities()) if n == 2])]
+        k = self._index(name)
+        if self.arities()[k] != 2:
+            raise ValueError(
+                f"connectivity element {name!r} holds tuples of {self.arities()[k]} particles, not "
+                f"pairs; use .tuples({name!r})"
+            )
+        return a[el == k]
+
+    def at_step(self, step: int) -> Connectivity:
+        """The tuples in effect at ``step`` (time-independent ones and the runs covering it), as a copy."""
+        if self.step_lo is None or self.step_hi is None:
+            return self.model_copy(deep=True)
+        keep = (np.asarray(self.step_lo, np.int64) <= step) & (step < np.asarray(self.step_hi, np.int64))
+        upd = {k: None if getattr(self, k) is None else np.asarray(getattr(self, k))[keep] for k in self.ARRAYS}
+        upd.update(step_lo=None, step_hi=None)
+        return self.model_copy(update=upd, deep=True)
 
 
 DESCRIPTOR_TYPES[TrajectoryDescriptor.TYPE] = TrajectoryDescriptor
