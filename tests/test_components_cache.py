@@ -63,19 +63,6 @@ def test_a_corrupt_cache_file_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mon
         assert "a_runs" in z.files
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_a_read_only_cache_directory_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        got = _templates(ro / "moldb", monkeypatch, ["ALA"])
-    finally:
-        ro.chmod(0o700)
-    _check_against_biotite(got)
-    assert not list(ro.rglob("*"))
-
-
 def test_an_unwritable_cache_path_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache directory would go")

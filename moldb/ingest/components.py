@@ -72,8 +72,9 @@ def _ccd() -> dict[str, np.ndarray]:
     """The CCD's compact tables: from the user cache when there, else read and cached."""
     import biotite.structure.info.ccd as ccd
 
+    ccd_file = getattr(ccd, "_CCD_FILE", None)  # biotite's private path: without it, no cache
     try:
-        path: Path | None = _cache_path(ccd._CCD_FILE)
+        path: Path | None = _cache_path(str(ccd_file)) if ccd_file else None
     except OSError:
         path = None
     if path is not None and path.is_file():
@@ -113,8 +114,9 @@ def _read_ccd() -> dict[str, np.ndarray]:
     import biotite.structure.info.ccd as ccd
     from biotite.structure.io.pdbx import BinaryCIFFile
 
+    ccd_file = getattr(ccd, "_CCD_FILE", None)
     cached = ccd.get_ccd.cache_info().currsize > 0
-    block = ccd.get_ccd() if cached else BinaryCIFFile.read(ccd._CCD_FILE).block
+    block = ccd.get_ccd() if cached or not ccd_file else BinaryCIFFile.read(ccd_file).block
     atom, bond = block["chem_comp_atom"], block["chem_comp_bond"]
     a_ids, a_runs = _runs(atom["comp_id"].as_array())
     b_ids, b_runs = _runs(bond["comp_id"].as_array())
