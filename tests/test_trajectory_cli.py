@@ -131,3 +131,19 @@ def test_frames_errors_are_clear(trp: tuple[str, Path], args: list[str], message
     assert res.exit_code == 2, res.output
     assert message in " ".join(res.output.split()), res.output
     assert not any(d.glob("x.*"))
+
+
+def test_frames_where_of_an_older_version(tmp_path: Path) -> None:
+    """``--version`` picks the trajectory the query runs on, not only the one the frames come from."""
+    uri = str(tmp_path / "store")
+    st = moldb.create(uri)
+    st.ingest(data(XTC), topology=data(TOP), entry="TRP")
+    st.add_descriptor("TRP", moldb.FrameLabels("cluster", np.arange(38) % 3, derived_from="test"))
+    st.deposit(data("mmcif/5zmz.cif.gz"), entry="TRP", message="another structure: v2 reads no trajectory")
+    st.close()
+    args = ["frames", "TRP", "--where", "cluster == 2", "--frames", "0:20", "-o", str(tmp_path / "c2.pdb"), "--json"]
+    res = _run(uri, *args, "--version", "1")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["first_frames"] == [2, 5, 8, 11, 14, 17]
+    res = _run(uri, *args)
+    assert res.exit_code == 2 and "TRP v2 has no trajectory of its own" in res.output  # 2: not found

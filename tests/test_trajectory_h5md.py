@@ -198,6 +198,11 @@ def test_connectivity_dataset_with_reference_becomes_bonds(
     # a pair both know keeps the derived row; each pair once
     assert len(_pairs(merged)) == merged.num_rows
     assert _pairs(t.bonds()) == _pairs(merged)  # one model: trajectory atoms are the entry rows
+    # a topology-only re-deposit (same atoms, no frames) reads v1's trajectory, and so its connectivity
+    top = s.write(tmp_path / "top.cif")
+    assert store.deposit(top, entry=v.entry, message="topology only").version == 2
+    again = store.get(v.entry).bonds()
+    assert _pairs(again) == _pairs(merged) and "connectivity/bonds" in again.column("kind").to_pylist()
 
 
 @pytest.mark.parametrize("layout", ["znh5md", "espresso", "ids"])

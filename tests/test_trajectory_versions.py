@@ -65,6 +65,11 @@ def test_redeposit_with_another_atom_count_names_both_versions(store: moldb.Stor
         store.trajectory("TRP")
     with pytest.raises(moldb.EntryNotFoundError, match=msg):  # it is a "not found" for that version
         store.frames_where("time > 1", entry="TRP")
+    # the versions that read v1's trajectory still query its frames
+    hits = store.frames_where("frame >= 30", entry="TRP", version=2)
+    assert hits.tolist() == list(range(30, 38)) == store.frames_where("frame >= 30", entry="TRP", version=1).tolist()
+    with pytest.raises(moldb.ValidationError, match="needs entry"):
+        store.frames_where("frame >= 30", version=1)
     with pytest.raises(TrajectoryTopologyError, match="TRP v3 has no trajectory of its own"):
         store.add_descriptor("TRP", moldb.FrameLabels("x", np.zeros(38)))
     assert store.trajectory("TRP", version=2).version == 1  # earlier versions still read it

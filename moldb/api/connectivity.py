@@ -34,6 +34,8 @@ def _stored(store: Any, entry: str, version: int) -> tuple[Connectivity | None, 
     from moldb.ir.store_ops import descriptor_objects
 
     _, cells = store._ir_cells("descriptors", entry, version, None)
+    if "connectivity" not in cells:  # a topology-only re-deposit reads its trajectory's (trajectory_versions)
+        cells = _inherited_cells(store, entry, version)
     if "connectivity" not in cells or cells["connectivity"]["tag"] != Connectivity.TYPE:
         return None, None, 0
     wanted = {k: cells[k] for k in ("connectivity", "trajectory") if k in cells}
@@ -47,6 +49,18 @@ def _stored(store: Any, entry: str, version: int) -> tuple[Connectivity | None, 
             rows = None if d.atom_rows is None else np.asarray(d.atom_rows, dtype=np.int64)
             step0 = int(np.asarray(d.step)[0]) if d.step is not None and np.size(d.step) else 0
     return conn, rows, step0
+
+
+def _inherited_cells(store: Any, entry: str, version: int) -> dict[str, dict[str, Any]]:
+    """Descriptor cells of the version whose trajectory ``version`` reads ({} when none fits its atoms)."""
+    from moldb.api.trajectory_versions import find_trajectory
+    from moldb.errors import EntryNotFoundError
+
+    try:
+        found = find_trajectory(store, entry, version)
+    except EntryNotFoundError:  # the trajectory belongs to a topology of another size: its indices do not apply
+        return {}
+    return {} if found is None else found[2]
 
 
 def stored_connectivity(store: Any, entry: str, version: int) -> tuple[Connectivity | None, np.ndarray | None]:

@@ -113,8 +113,9 @@ def _observable_column(d: FrameObservable) -> np.ndarray:
     return v
 
 
-def frame_columns(store: Any, entry: str) -> tuple[Any, dict[str, np.ndarray]] | None:
-    """Per-frame columns of the trajectory the latest version of ``entry`` reads.
+def frame_columns(store: Any, entry: str, version: int | str | None = None,
+                  ) -> tuple[Any, dict[str, np.ndarray]] | None:
+    """Per-frame columns of the trajectory that ``version`` (default: the latest) of ``entry`` reads.
 
     ``time``, ``step`` and ``frame``, scalar observables, then frame labels: a later kind
     shadows an earlier one of the same name. Returns (the version holding the trajectory,
@@ -131,7 +132,7 @@ def frame_columns(store: Any, entry: str) -> tuple[Any, dict[str, np.ndarray]] |
     from moldb.ir.store_ops import descriptor_objects
     from moldb.ir.trajectory import TrajectoryDescriptor
 
-    got = find_trajectory(store, entry)
+    got = find_trajectory(store, entry, version)
     if got is None:
         return None
     _, holder, cells = got
@@ -154,30 +155,34 @@ def frame_columns(store: Any, entry: str) -> tuple[Any, dict[str, np.ndarray]] |
     return holder, cols
 
 
-def frames_where(store: Any, expr: str, entry: str | None = None) -> np.ndarray:
+def frames_where(store: Any, expr: str, entry: str | None = None, version: int | str | None = None) -> np.ndarray:
     """Frame indices (int64, sorted) where an expression over per-frame data holds.
 
     The columns are ``time`` (ps), ``step`` and ``frame`` (the index) of every trajectory, the
     entry's scalar observables (H5MD ``/observables``: ``"energy < 1.5"``) and its frame labels
     (``"cluster == 3"``); a label shadows an observable of the same name, and both shadow the
     built-in columns. NaN (no sample at that frame) compares false. Without ``entry``, the one
-    entry whose trajectory has every column named in ``expr``.
+    entry whose trajectory has every column named in ``expr``. ``version`` (a number or tag; needs
+    ``entry``) queries the trajectory that version reads instead of the latest's.
 
     Raises
     ------
     ValidationError
-        No trajectory to query, a column no trajectory has, or several entries have them all.
+        No trajectory to query, a column no trajectory has, several entries have them all, or
+        ``version`` without ``entry``.
     EntryNotFoundError
         ``entry`` is not in the store.
     """
     from moldb.query import parse
     from moldb.query.nodes import columns
 
+    if version is not None and entry is None:
+        raise ValidationError(f"frames_where(version={version!r}) needs entry=...: versions are per entry")
     entries = [entry] if entry is not None else [str(e) for e in store.entries().column("entry").to_pylist()]
     found: list[tuple[str, dict[str, np.ndarray]]] = []
     for e in entries:
         try:
-            got = frame_columns(store, e)
+            got = frame_columns(store, e, version)
         except EntryNotFoundError:
             if entry is not None:
                 raise

@@ -71,7 +71,7 @@ def register(
             chosen: Any = None if frames is None else parse_frames(frames)
             if where is not None:
                 t = st.trajectory(entry, version=ver)
-                hits = st.frames_where(where, entry=t.entry)
+                hits = st.frames_where(where, entry=t.entry, version=ver)
                 chosen = hits if chosen is None else np.intersect1d(t.frame_indices(chosen), hits)
             info = write_frames(st, entry, output, frames=chosen, select=select, version=ver, format=format)
         except (MoldbError, OSError) as exc:
