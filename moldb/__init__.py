@@ -53,6 +53,8 @@ __all__ = [
     "ConcurrencyError",
     "DuplicateEntryError",
     "EntryNotFoundError",
+    "IngestFailure",
+    "IngestReport",
     "LimitExceededError",
     "MoldbError",
     "ParseError",
@@ -78,7 +80,8 @@ __all__ = [
 ]
 
 _LAZY = {"Store": "moldb.api", "Structure": "moldb.api", "create": "moldb.api", "open": "moldb.api",
-         "VersionInfo": "moldb.schema.records"}
+         "VersionInfo": "moldb.schema.records", "IngestReport": "moldb.schema.records",
+         "IngestFailure": "moldb.schema.records"}
 _LAZY.update({"connect": "moldb.client", "RemoteStore": "moldb.client"})
 __all__ += ["RemoteStore"]
 _IR_EXPORTS = ("TLS", "AltlocStates", "AnisotropicADP", "Descriptor", "Edge", "Ensemble", "FitBlock", "Grouping",

@@ -82,8 +82,13 @@ def ingest(
     topology: Annotated[Path | None, typer.Option(
         "--topology", "-t", help="Structure file with the atoms of the trajectories (H5MD: default same-stem file)")]
     = None,
+    batch: Annotated[int, typer.Option(help="Files per commit (1: one commit per file)", min=1)] = 64,
 ) -> None:
-    """Ingest structure files; each becomes version 1 of a new entry."""
+    """Ingest structure files; each becomes version 1 of a new entry.
+
+    Several files are committed in batches (one commit per --batch files): much faster than
+    one commit per file, and each batch becomes visible at once.
+    """
     st = _open(store)
     if entry and len(files) > 1:
         raise _fail(ValueError("--entry can only be used with a single file"))
@@ -92,7 +97,14 @@ def ingest(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=json_out or not err.is_terminal) as bar:
         task = bar.add_task("ingesting", total=len(files))
-        for f in files:
+        if entry is None and topology is None:
+            def step(path: Path) -> None:
+                bar.update(task, description=f"read {path.name}", advance=1)
+
+            report = st.ingest_many(files, batch_entries=batch, progress=step)
+            done = [v.as_dict() for v in report.ingested]
+            failed = [{"file": f.path, "error": str(f.error)} for f in report.failed]
+        for f in files if entry is not None or topology is not None else []:
             bar.update(task, description=f"ingesting {f.name}")
             try:
                 v = st.ingest(f, entry=entry, topology=topology)

@@ -44,7 +44,8 @@ def _descriptor_cell(d: Descriptor) -> tuple[str, str, dict[str, Any], bytes]:
 def register_operators(backend: Backend, ts: int, specs: Sequence[OperatorSpec] = BUILTIN_OPERATORS,
                        bodies: Mapping[str, bytes] | None = None) -> None:
     """Write the operators of ``specs`` the store does not have yet (same name, version and hash)."""
-    if specs is BUILTIN_OPERATORS and backend.__dict__.get("_ir_builtin_ops"):
+    flags = backend.handle_flags()
+    if specs is BUILTIN_OPERATORS and flags.get("ir_builtin_ops"):
         return  # already registered through this handle
     have = {(c["name"], c["version"], c["content_hash"]) for c in ir_store.read_operator_cells(backend)}
     rows = []
@@ -55,7 +56,7 @@ def register_operators(backend: Backend, ts: int, specs: Sequence[OperatorSpec] 
             rows.append((s.name, s.version, s.type, h, s.venue, s.model_dump(mode="json"), body or b"\0"))
     ir_store.write_operator_cells(backend, ts, rows)
     if specs is BUILTIN_OPERATORS:
-        backend.__dict__["_ir_builtin_ops"] = True
+        flags["ir_builtin_ops"] = True
 
 
 def ingest_hook(backend: Backend, ts: int, entry: str, parsed: Any, blocks: dict[str, int],

@@ -6,7 +6,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["VersionInfo"]
+__all__ = ["IngestFailure", "IngestReport", "VersionInfo"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,52 @@ class VersionInfo:
             "message": self.message, "content_hash": self.content_hash, "parent": self.parent,
             "n_atoms": self.n_atoms, "n_models": self.n_models, "source": self.source, "summary": self.summary,
         }
+
+
+@dataclass(frozen=True)
+class IngestFailure:
+    """A file that a bulk ingest did not store.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    error : Exception
+        Why (a :class:`~moldb.errors.MoldbError`, or an ``OSError`` for an unreadable file).
+    """
+
+    path: str
+    error: Exception
+
+    def as_dict(self) -> dict[str, str]:
+        """Plain-JSON form."""
+        return {"file": self.path, "error": str(self.error), "type": type(self.error).__name__}
+
+
+@dataclass
+class IngestReport:
+    """What :meth:`moldb.Store.ingest_many` committed and what it refused.
+
+    Attributes
+    ----------
+    ingested : list of VersionInfo
+        One per stored file, in input order.
+    failed : list of IngestFailure
+        One per file left out, in input order; nothing of these was written.
+    batches : int
+        Commits made (each one timestamp, visible at once).
+    """
+
+    ingested: list[VersionInfo] = field(default_factory=list)
+    failed: list[IngestFailure] = field(default_factory=list)
+    batches: int = 0
+
+    @property
+    def n_atoms(self) -> int:
+        """Atoms stored, over every ingested file."""
+        return sum(v.n_atoms for v in self.ingested)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (the shape of ``moldb ingest --json``)."""
+        return {"ingested": [v.as_dict() for v in self.ingested], "failed": [f.as_dict() for f in self.failed],
+                "batches": self.batches}

@@ -24,6 +24,7 @@ from moldb.storage.cells import read_cells
 from moldb.storage.chunks import DEFAULT_CHUNK_ROWS, DEFAULT_PAGE_ROWS
 from moldb.storage.consolidate import consolidate_fragments
 from moldb.storage.lock import writer_lock
+from moldb.storage.write_batch import WriteBatch
 
 __all__ = ["CHUNKED_ENCODING_VERSION", "ENCODING_VERSION", "OBJECT_TYPE", "SCHEMA_VERSION", "Backend"]
 
@@ -88,6 +89,8 @@ class Backend:
         self._versions_token: Any = None
         self._lock: Any = None  # the held writer lock's clock (Clock / S3Lease) inside ``writing()``
         self._token_checked = 0.0  # monotonic time of the last object-store staleness check
+        self._batch: WriteBatch | None = None  # cells buffered by ``batched()``
+        self._flags: dict[str, Any] = {}  # what this handle has written once (see ``handle_flags``)
 
     # -- creation -----------------------------------------------------------------------------------------
     @classmethod
@@ -187,6 +190,36 @@ class Backend:
                 if n % CONSOLIDATE_EVERY == 0:
                     self.light_consolidate()
 
+    @contextmanager
+    def batched(self, ts: int) -> Iterator[WriteBatch]:
+        """Buffer the sparse-array writes at ``ts``; write one fragment per array on a clean exit.
+
+        Use inside :meth:`writing`. ``versions`` and ``tags`` are written after every other
+        array, so the batch becomes visible in one step; an exception inside the block
+        writes nothing. While it is open, :meth:`read_versions` of one entry and
+        :meth:`component_ids` answer from a snapshot taken at its start plus what it holds.
+        """
+        if self._batch is not None:
+            raise RuntimeError("write batches do not nest")
+        batch = WriteBatch(ts, self.versions_index(refresh=True), self.component_ids(), self._flags)
+        self._batch = batch
+        try:
+            yield batch
+        finally:
+            self._batch = None
+        for name in batch.arrays():
+            coords, cells = batch.merged(name)
+            self.write_cells(name, ts, coords, cells)
+        self._flags.update(batch.flags)
+
+    def handle_flags(self) -> dict[str, Any]:
+        """Facts about what this handle has written (e.g. "operators registered"), for skipping repeats.
+
+        Inside :meth:`batched` the batch's own copy: a savepoint rollback or a failed batch
+        forgets what it set.
+        """
+        return self._batch.flags if self._batch is not None else self._flags
+
     def light_consolidate(self) -> None:
         """Bound fragment counts without touching history or concurrent readers.
 
@@ -230,6 +263,9 @@ class Backend:
         A ``versions`` or ``tags`` write is a commit point: inside :meth:`writing`, the writer
         lock is checked first (an S3 lease is renewed and must still be this writer's).
         """
+        if self._batch is not None and name != "frames":  # frames is dense: written in place, unreferenced till commit
+            self._batch.add(name, ts, coords, cells)
+            return
         uri = self.array_uri(name)
         if name in ("versions", "tags") and self._lock is not None:
             self._lock.fence()
@@ -298,7 +334,9 @@ class Backend:
 
     # -- chemical-component templates ------------------------------------------------------------
     def component_ids(self) -> set[str]:
-        """Ids of every stored component template (fresh read)."""
+        """Ids of every stored component template (fresh read; in a write batch, also those it holds)."""
+        if self._batch is not None:
+            return set(self._batch.components)
         arr = self.reader("components", refresh=True)
         with engine.mapped(arr.uri, "reading component ids"):
             ids = arr.query(attrs=[], dims=["comp_id"])[:]["comp_id"]
@@ -308,6 +346,8 @@ class Backend:
         """Store templates ``(comp_id, atom names, elements, bonds int16 bytes, source)``."""
         if not rows:
             return
+        if self._batch is not None:
+            self._batch.components.update(r[0] for r in rows)
         self.write_cells(
             "components", ts, [np.array([r[0] for r in rows], dtype=object)],
             {"atom_names": np.array([json.dumps(r[1]) for r in rows], dtype=object),
@@ -380,6 +420,8 @@ class Backend:
     def read_versions(self, entry: str | None = None, as_of: int | None = None,
                       attrs: Sequence[str] | None = None) -> dict[str, Any]:
         """Cells of ``versions`` (one entry or all), as of timestamp ``as_of`` (ms, inclusive)."""
+        if self._batch is not None and entry is not None and as_of is None:
+            return self._batch.read_versions(entry, attrs)
         if as_of is None:
             arr = self.reader("versions", refresh=True)
             close = False

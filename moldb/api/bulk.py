@@ -1,0 +1,92 @@
+"""Bulk ingest: many files committed in batches (``Store.ingest_many``, ``moldb ingest``).
+
+Files are parsed one at a time and committed in batches (:func:`moldb.ingest.load.commit_many`):
+one timestamp and one TileDB fragment per array for the whole batch instead of about eight
+fragments per file. A batch is cut when it holds ``batch_entries`` files or ``batch_atoms``
+atoms, which bounds the memory it needs (the parsed entries of one batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from moldb.errors import MoldbError
+from moldb.ingest.load import commit_many
+from moldb.schema.records import IngestFailure, IngestReport, VersionInfo
+
+if TYPE_CHECKING:
+    from moldb.api.store import Store
+
+__all__ = ["DEFAULT_BATCH_ATOMS", "DEFAULT_BATCH_ENTRIES", "ingest_many"]
+
+#: Files per batch commit.
+DEFAULT_BATCH_ENTRIES = 64
+#: Atoms per batch commit: about 150 bytes of parsed entry per atom are held until the batch commits.
+DEFAULT_BATCH_ATOMS = 1_000_000
+
+
+def ingest_many(
+    store: Store,
+    paths: Iterable[str | Path],
+    *,
+    author: str = "",
+    namespace: str | None = None,
+    format: str | None = None,
+    batch_entries: int = DEFAULT_BATCH_ENTRIES,
+    batch_atoms: int = DEFAULT_BATCH_ATOMS,
+    progress: Callable[[Path], None] | None = None,
+) -> IngestReport:
+    """Ingest files as new entries, committing them in batches; see :meth:`moldb.Store.ingest_many`."""
+    from moldb.api.store import _read_source
+    from moldb.api.trajectory import is_trajectory
+
+    if batch_entries < 1 or batch_atoms < 1:
+        raise ValueError(f"batch_entries and batch_atoms must be ≥ 1 (got {batch_entries}, {batch_atoms})")
+    store._check_writable()
+    report = IngestReport()
+    results: dict[int, VersionInfo | IngestFailure] = {}
+    pending: list[tuple[int, Path, Any]] = []
+    order: list[Path] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = [(parsed, None, f"ingest {path.name}") for _, path, parsed in pending]
+        try:
+            got: list[VersionInfo | MoldbError] = commit_many(store._backend, batch, author=author,
+                                                              namespace=namespace)
+        except MoldbError as exc:  # the whole batch was refused (e.g. the writer lock): none of it is visible
+            got = [exc] * len(pending)
+        report.batches += 1
+        for (i, path, _), res in zip(pending, got, strict=True):
+            results[i] = (res if isinstance(res, VersionInfo) else IngestFailure(str(path), res))
+        pending.clear()
+
+    atoms = 0
+    for i, raw in enumerate(paths):
+        path = Path(raw)
+        order.append(path)
+        try:
+            if is_trajectory(path, format):  # frames are written in place: one commit each
+                results[i] = store.ingest(path, format=format, author=author)
+                report.batches += 1
+            else:
+                parsed = _read_source(path, format, None)
+        except (MoldbError, OSError) as exc:
+            results[i] = IngestFailure(str(path), exc)
+        if progress is not None:
+            progress(path)
+        if i in results:
+            continue
+        pending.append((i, path, parsed))
+        atoms += parsed.n_atoms
+        if len(pending) >= batch_entries or atoms >= batch_atoms:
+            flush()
+            atoms = 0
+    flush()
+    for i in range(len(order)):
+        res = results[i]
+        (report.ingested if isinstance(res, VersionInfo) else report.failed).append(res)  # type: ignore[arg-type]
+    return report
