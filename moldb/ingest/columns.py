@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from moldb.schema.parsed import MASK_DOT, MASK_QUESTION, MASK_VALUE
 
-__all__ = ["TypedColumn", "dictionary_array", "text_column", "text_to_typed", "unquote"]
+__all__ = ["TypedColumn", "dictionary_array", "text_column", "text_to_typed", "typed_text", "unquote"]
 
 _QUOTES = ("'", '"', ";")
 CifValue = str | None | bool
@@ -117,7 +117,11 @@ def text_to_typed(values: Sequence[CifValue], kind: str, lenient: bool = False) 
     -------
     TypedColumn
     """
-    text, mask = text_column(values)
+    return typed_text(*text_column(values), kind, lenient)
+
+
+def typed_text(text: pa.Array, mask: np.ndarray | None, kind: str, lenient: bool = False) -> TypedColumn:
+    """Type one mmCIF column already in Arrow form (:func:`text_column`'s result); see :func:`text_to_typed`."""
     if kind == "str":
         return TypedColumn(pc.dictionary_encode(text), mask, None)
     valid_count = len(text) - text.null_count

@@ -7,15 +7,19 @@ first (``Structure.make_mmcif_document``), so they share one code path.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from moldb.errors import ParseError
-from moldb.ingest.columns import CifValue, text_column, text_to_typed, unquote
+from moldb.ingest.cif_loop import PLACEHOLDER_ITEM, AtomSiteLoop, split_atom_site
+from moldb.ingest.columns import CifValue, text_column, typed_text, unquote
 from moldb.schema.columns import ANISO_COLUMNS, ANISO_ITEMS, ATOM_COLUMNS, COLUMN_BY_NAME
 from moldb.schema.parsed import Category, ParsedEntry, SourceInfo
 
@@ -48,10 +52,13 @@ def read_mmcif(path: str | Path) -> ParsedEntry:
     """
     import gemmi
 
-    try:
-        doc = gemmi.cif.read(str(path))
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise ParseError(str(path), f"not a readable mmCIF file ({exc})") from exc
+    raw_file = Path(path).read_bytes()
+    doc, loop = _fast_document(raw_file)
+    if doc is None:
+        try:
+            doc = gemmi.cif.read(str(path))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ParseError(str(path), f"not a readable mmCIF file ({exc})") from exc
     blocks = [b for b in doc if b.find_mmcif_category("_atom_site.")]
     if not blocks:
         spheres = [b for b in doc if b.find_mmcif_category("_ihm_sphere_obj_site.")]
@@ -63,7 +70,29 @@ def read_mmcif(path: str | Path) -> ParsedEntry:
             raise ParseError(str(path), "integrative (IHM) file with no coordinates (neither _atom_site nor "
                              "_ihm_sphere_obj_site): nothing to store")
         raise ParseError(str(path), "no data block with an _atom_site category; is this a coordinate file?")
-    return parse_cif_block(blocks[0], source_info(path, "mmcif"))
+    return parse_cif_block(blocks[0], source_info(path, "mmcif", raw_file), loop=loop)
+
+
+def _fast_document(raw_file: bytes) -> tuple[Any, AtomSiteLoop | None]:
+    """gemmi's document of the file with ``_atom_site`` tokenized apart (:mod:`moldb.ingest.cif_loop`).
+
+    ``(None, None)`` where the fast path does not apply or anything in it fails: the caller
+    then reads the file with gemmi alone (and reports gemmi's error).
+    """
+    import gemmi
+
+    try:
+        text = gzip.decompress(raw_file) if raw_file[:2] == b"\x1f\x8b" else raw_file
+        cut = split_atom_site(text)
+        if cut is None:
+            return None, None
+        rest, loop = cut
+        aniso = split_atom_site(rest, "atom_site_anisotrop")
+        if aniso is not None:
+            rest, loop.aniso = aniso
+        return gemmi.cif.read_string(rest.decode("utf-8")), loop
+    except (RuntimeError, ValueError, OSError, EOFError, zlib.error):
+        return None, None
 
 
 def read_pdb(path: str | Path) -> ParsedEntry:
@@ -97,16 +126,17 @@ def _stem(path: str | Path) -> str:
 
 
 def _category(name: str, raw: dict[str, list[CifValue]]) -> Category:
-    cols: dict[str, pa.Array] = {}
-    masks: dict[str, np.ndarray] = {}
-    for item, values in raw.items():
-        cols[item], mask = text_column(values)
-        if mask is not None:
-            masks[item] = mask
+    return _text_category(name, {item: text_column(values) for item, values in raw.items()})
+
+
+def _text_category(name: str, texts: dict[str, tuple[pa.Array, np.ndarray | None]]) -> Category:
+    cols = {item: text for item, (text, _) in texts.items()}
+    masks = {item: mask for item, (_, mask) in texts.items() if mask is not None}
     return Category(name, pa.table(cols) if cols else pa.table({}), masks)
 
 
-def parse_cif_block(block: Any, source: SourceInfo, lenient: bool = False) -> ParsedEntry:
+def parse_cif_block(block: Any, source: SourceInfo, lenient: bool = False,
+                    loop: AtomSiteLoop | None = None) -> ParsedEntry:
     """Convert one gemmi ``cif.Block`` into a :class:`ParsedEntry`.
 
     Parameters
@@ -116,6 +146,8 @@ def parse_cif_block(block: Any, source: SourceInfo, lenient: bool = False) -> Pa
     lenient : bool
         Type numeric columns even when their text does not round-trip (used
         for documents moldb did not read verbatim, such as converted PDB files).
+    loop : AtomSiteLoop, optional
+        The ``_atom_site`` columns, tokenized apart; ``block`` then holds a placeholder there.
 
     Returns
     -------
@@ -133,22 +165,30 @@ def parse_cif_block(block: Any, source: SourceInfo, lenient: bool = False) -> Pa
         name = prefix[1:-1]
         raw = block.get_mmcif_category(prefix, raw=False)  # unquoted; None = ?, False = .
         if name == "atom_site":
-            atom_items = list(raw)
-            extra: dict[str, list[CifValue]] = {}
-            for item, values in raw.items():
+            if loop is not None and list(raw) == [PLACEHOLDER_ITEM]:
+                texts = loop.columns
+            else:
+                texts = {item: text_column(values) for item, values in raw.items()}
+            atom_items = list(texts)
+            extra: dict[str, tuple[pa.Array, np.ndarray | None]] = {}
+            for item, (text, text_mask) in texts.items():
                 spec = _TYPED.get(item)
-                typed = text_to_typed(values, spec.kind, lenient) if spec else None
+                typed = typed_text(text, text_mask, spec.kind, lenient) if spec else None
                 if typed is None or typed.array is None:
-                    extra[item] = values
+                    extra[item] = (text, text_mask)
                     continue
                 atoms[item] = typed.array
                 if typed.mask is not None:
                     masks[item] = typed.mask
                 if typed.decimals is not None:
                     decimals[item] = typed.decimals
-            categories.append(_category(name, extra))
+            categories.append(_text_category(name, extra))
         elif name == "atom_site_anisotrop":
-            cat, aniso, aniso_items = _split_aniso(raw, atoms, decimals, lenient)
+            if loop is not None and loop.aniso is not None and list(raw) == [PLACEHOLDER_ITEM]:
+                texts = loop.aniso.columns
+            else:
+                texts = {item: text_column(values) for item, values in raw.items()}
+            cat, aniso, aniso_items = _split_aniso(texts, atoms, decimals, lenient)
             categories.append(cat)
         else:
             categories.append(_category(name, raw))
@@ -175,7 +215,7 @@ def _entry_id(block: Any) -> str:
 
 
 def _split_aniso(
-    raw: dict[str, list[CifValue]],
+    raw: dict[str, tuple[pa.Array, np.ndarray | None]],
     atoms: dict[str, pa.Array],
     decimals: dict[str, int],
     lenient: bool,
@@ -188,16 +228,17 @@ def _split_aniso(
     items = list(raw)
     if "id" in atoms and "id" in raw and all(v in raw for v in ANISO_ITEMS.values()):
         atom_ids = np.asarray(atoms["id"].to_numpy(zero_copy_only=False))
+        id_text, id_mask = raw["id"]
         try:
-            aniso_ids = np.asarray(raw["id"], dtype=np.int64)
-        except (ValueError, TypeError):
+            aniso_ids = None if id_mask is not None else pc.cast(id_text, pa.int64()).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             aniso_ids = None
         if aniso_ids is not None and np.unique(atom_ids).size == atom_ids.size:
             order = np.argsort(atom_ids)
             pos = np.searchsorted(atom_ids, aniso_ids, sorter=order)
             pos = np.clip(pos, 0, atom_ids.size - 1)
             rows = order[pos]
-            typed = {u.name: text_to_typed(raw[ANISO_ITEMS[u.name]], "float", lenient) for u in ANISO_COLUMNS}
+            typed = {u.name: typed_text(*raw[ANISO_ITEMS[u.name]], "float", lenient) for u in ANISO_COLUMNS}
             if (
                 np.array_equal(atom_ids[rows], aniso_ids)
                 and np.unique(rows).size == rows.size
@@ -213,6 +254,6 @@ def _split_aniso(
                     out[u] = pa.array(full, mask=~valid)
                     decimals[u] = t.decimals or 0
                 rest = {k: v for k, v in raw.items() if k not in ANISO_ITEMS.values()}
-                return _category("atom_site_anisotrop", rest), out, items
-    return _category("atom_site_anisotrop", raw), {}, []
+                return _text_category("atom_site_anisotrop", rest), out, items
+    return _text_category("atom_site_anisotrop", raw), {}, []
 
