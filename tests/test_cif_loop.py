@@ -57,6 +57,9 @@ def test_fast_and_gemmi_paths_parse_the_same(path: Path, monkeypatch: pytest.Mon
             mmcif.read_mmcif(path)
         return
     _same(mmcif.read_mmcif(path), slow)
+    raw = path.read_bytes()
+    if split_atom_site(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw) is not None:
+        assert mmcif._fast_document(raw)[0] is not None  # the fast path ran, not gemmi's fallback
 
 
 DOC = """data_T
@@ -85,6 +88,7 @@ def test_values_quotes_and_nulls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     cut = split_atom_site(DOC.encode())
     assert cut is not None
     rest, loop = cut
+    assert mmcif._fast_document(DOC.encode())[0] is not None
     assert loop.items == ["group_PDB", "id", "label_atom_id", "label_alt_id", "auth_atom_id", "Cartn_x"]
     assert loop.n_rows == 3 and f"_atom_site.{PLACEHOLDER_ITEM}" in rest.decode()
     atom, mask = loop.columns["label_atom_id"]
@@ -97,6 +101,12 @@ def test_values_quotes_and_nulls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     path = tmp_path / "t.cif"
     path.write_text(DOC)
     _same(mmcif.read_mmcif(path), _slow(path, monkeypatch))
+    crlf = tmp_path / "crlf.cif"  # Windows line ends
+    crlf.write_bytes(DOC.replace("\n", "\r\n").encode())
+    assert mmcif._fast_document(crlf.read_bytes())[0] is not None  # gemmi reads what the fast path leaves
+    fast = mmcif.read_mmcif(crlf)
+    _same(fast, _slow(crlf, monkeypatch))
+    assert fast.atoms.column("label_atom_id").to_pylist() == ["O5'", "it's", "N"]
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ def ingest_many(
     report = IngestReport()
     results: dict[int, VersionInfo | IngestFailure] = {}
     pending: list[tuple[int, Path, Any]] = []
-    order: list[Path] = []
+    n_files = 0
 
     def flush() -> None:
         if not pending:
@@ -67,7 +67,7 @@ def ingest_many(
     atoms = 0
     for i, raw in enumerate(paths):
         path = Path(raw)
-        order.append(path)
+        n_files += 1
         try:
             if is_trajectory(path, format):  # frames are written in place: one commit each
                 results[i] = store.ingest(path, format=format, author=author)
@@ -86,7 +86,7 @@ def ingest_many(
             flush()
             atoms = 0
     flush()
-    for i in range(len(order)):
+    for i in range(n_files):
         res = results[i]
         (report.ingested if isinstance(res, VersionInfo) else report.failed).append(res)  # type: ignore[arg-type]
     return report

@@ -105,14 +105,16 @@ def split_atom_site(text: bytes, category: str = "atom_site") -> tuple[bytes, At
         end = i if i >= 0 else end
     if end < len(text):
         after = _NEXT.match(text, end + 1)
-        nxt = text[after.end() if after else end + 1:][:8]
+        at = after.end() if after else end + 1
+        nxt = text[at:at + 8]
         if not (nxt == b"" or nxt[:1] == b"_" or nxt.startswith((b"loop_", b"data_"))):
             return None  # a comment or text field inside the loop, or a save frame after it
     loop = _tokenize(text[pos:end], items)
     if loop is None:
         return None
     placeholder = f"loop_\n_{category}.{PLACEHOLDER_ITEM}\n.\n".encode()
-    return text[:first + 1 - len(b"loop_\n")].rstrip(b"\r") + placeholder + text[end:], loop
+    loop_start = text.rfind(b"\nloop_", 0, first + 1) + 1
+    return text[:loop_start] + placeholder + text[end:], loop
 
 
 def _tokenize(body: bytes, items: list[str]) -> AtomSiteLoop | None:
