@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import moldb
+import moldb.api.bulk as bulk_mod
 import moldb.ingest.hooks as hooks
 from moldb.cli.main import app
 from tests.conftest import data
@@ -148,10 +149,33 @@ def test_a_crash_mid_batch_leaves_no_entry_of_it_visible(tmp_path: Path) -> None
     assert [v.entry for v in again.ingested] == ["1CBS", "1L2Y"] and again.failed == []
 
 
+def test_parse_threads_change_nothing_but_speed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = _existing(["mmcif/3o5r.cif.gz", "bcif/1l2y.bcif", "mmcif/1o1z.cif.gz", "mmtf/1O2F.mmtf",
+                       "mmcif/1cbs_updated.cif.gz"])
+    bad = tmp_path / "bad.cif"
+    bad.write_text("data_x\n_cell.length_a 1\n")
+    files.insert(2, bad)
+    got = {}
+    for w in (1, 3):
+        st = moldb.create(tmp_path / f"w{w}")
+        report = st.ingest_many(files, batch_entries=2, workers=w)
+        assert [Path(f.path).name for f in report.failed] == ["bad.cif"]
+        assert "bad.cif" in str(report.failed[0].error)
+        got[w] = [(v.entry, v.content_hash, v.n_atoms) for v in report.ingested]
+        assert report.batches == 3
+    assert got[1] == got[3] and [g[0] for g in got[1]] == ["3O5R", "1L2Y", "1O1Z", "1O2F", "1CBS"]
+    monkeypatch.setenv("MOLDB_INGEST_WORKERS", "3")
+    assert bulk_mod.default_workers() == 3
+    monkeypatch.delenv("MOLDB_INGEST_WORKERS")
+    assert 1 <= bulk_mod.default_workers() <= 4
+
+
 def test_bad_batch_sizes_are_refused(tmp_path: Path) -> None:
     st = moldb.create(tmp_path / "s")
     with pytest.raises(ValueError, match="batch_entries"):
         st.ingest_many([data("mmcif/1o1z.cif.gz")], batch_entries=0)
+    with pytest.raises(ValueError, match="workers must be"):
+        st.ingest_many([data("mmcif/1o1z.cif.gz")], workers=0)
     with pytest.raises(moldb.ValidationError, match="read-only"):
         moldb.open(tmp_path / "s", as_of=1).ingest_many([data("mmcif/1o1z.cif.gz")])
     assert len(st.entries()) == 0
@@ -162,7 +186,7 @@ def test_cli_ingest_commits_in_batches(tmp_path: Path) -> None:
     runner = CliRunner()
     assert runner.invoke(app, ["init", s]).exit_code == 0
     files = [str(p) for p in _existing(MIXED[:5])]
-    r = runner.invoke(app, ["ingest", "--store", s, "--batch", "2", "--json", *files])
+    r = runner.invoke(app, ["ingest", "--store", s, "--batch", "2", "--workers", "2", "--json", *files])
     assert r.exit_code == 0, r.output
     got = json.loads(r.output)
     assert [d["entry"] for d in got["ingested"]] == ["1O1Z", "1CBS", "1L2Y", "1O2F", "1BNA"]

@@ -119,6 +119,10 @@ def test_values_quotes_and_nulls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         (lambda d: d.replace("N A X", "N A \u00c5"), "non-ASCII bytes"),
         (lambda d: d.replace("-2.25", "-2.25 extra"), "a token count that is not a multiple of the items"),
         (lambda d: d.replace("_cell.length_a 10.0", "_atom_site.type_symbol C"), "another _atom_site item"),
+        (lambda d: d.replace("0.000\n#\nloop_", "0.000\nloop_"), "a loop running into loop_ with no # line"),
+        (lambda d: d.replace("X 0.000", "X 0.000\nGlobal_ a b c d e"), "a reserved word inside the loop"),
+        (lambda d: d.replace("X 0.000", "X 0.000\nATOM 4 N data_x Y 1.0"), "a data_ word inside the loop"),
+        (lambda d: d.replace("N A X", "N A ;X"), "a value starting with a semicolon"),
     ],
 )
 def test_unusual_loops_go_to_gemmi(edit, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

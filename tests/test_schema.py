@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import moldb
@@ -60,3 +61,21 @@ def test_newer_store_is_refused_and_older_needs_explicit_migrate(tmp_path: Path)
     assert migrate(str(copy), available=[step]) == ["m0_to_1_test"]
     assert calls == [0]
     assert moldb.open(copy).get("1O1Z").atoms.num_rows == 2302
+
+
+def test_category_from_lists_and_from_a_table_are_the_same() -> None:
+    from moldb.schema.parsed import MASK_DOT, MASK_QUESTION, Category, CategoryTables
+
+    masks = {"b": np.array([0, MASK_DOT, MASK_QUESTION], dtype=np.uint8)}
+    lazy = Category("refine", masks=masks, lists={"a": ["1.5", "x", "y z"], "b": ["q", None, None]})
+    table = pa.table({"a": pa.array(["1.5", "x", "y z"]), "b": pa.array(["q", None, None], pa.string())})
+    eager = Category("refine", table, dict(masks))
+    assert lazy.items == eager.items == ["a", "b"] and lazy.num_rows == eager.num_rows == 3
+    assert lazy.value("a", 2) == eager.value("a", 2) == "y z" and lazy.value("b", 1) is eager.value("b", 1) is None
+    assert lazy.pylists() == eager.pylists() == {"a": ["1.5", "x", "y z"], "b": ["q", None, None]}
+    assert lazy == eager and lazy.table.equals(table)
+    assert lazy != Category("refine", table, {})  # the null kinds differ
+    assert Category("empty").num_rows == 0 and Category("empty").items == []
+    tables = CategoryTables([lazy, Category("cell", lists={"length_a": ["10.0"]})])
+    assert list(tables) == ["refine", "cell"] and len(tables) == 2
+    assert tables["cell"].column("length_a").to_pylist() == ["10.0"] and tables.get("nope") is None

@@ -113,7 +113,7 @@ class Store:
 
     def ingest_many(self, paths: Iterable[str | Path], *, author: str = "", namespace: str | None = None,
                     format: str | None = None, batch_entries: int = 64, batch_atoms: int = 1_000_000,
-                    progress: Callable[[Path], None] | None = None) -> IngestReport:
+                    progress: Callable[[Path], None] | None = None, workers: int | None = None) -> IngestReport:
         """Ingest many files as new entries, committed in batches.
 
         A batch is one commit: one timestamp and one TileDB fragment per array for all its
@@ -137,7 +137,11 @@ class Store:
             A batch commits when it holds this many files or atoms (bounds the memory held:
             about 150 bytes per atom of the batch).
         progress : callable, optional
-            Called with each path once it is read (or refused).
+            Called with each path once it is read (or refused), in input order.
+        workers : int, optional
+            Threads parsing files ahead of the commits (at most ``2 × workers`` files ahead);
+            default ``MOLDB_INGEST_WORKERS``, else the machine's cores up to 4. ``1`` parses
+            one file at a time, still overlapped with the commits.
 
         Returns
         -------
@@ -153,7 +157,8 @@ class Store:
         from moldb.api.bulk import ingest_many
 
         return ingest_many(self, paths, author=author, namespace=namespace, format=format,
-                           batch_entries=batch_entries, batch_atoms=batch_atoms, progress=progress)
+                           batch_entries=batch_entries, batch_atoms=batch_atoms, progress=progress,
+                           workers=workers)
 
     def deposit(self, path: str | Path, entry: str | None = None, message: str = "", author: str = "",
                 format: str | None = None, namespace: str | None = None,

@@ -83,6 +83,8 @@ def ingest(
         "--topology", "-t", help="Structure file with the atoms of the trajectories (H5MD: default same-stem file)")]
     = None,
     batch: Annotated[int, typer.Option(help="Files per commit (1: one commit per file)", min=1)] = 64,
+    workers: Annotated[int | None, typer.Option(
+        help="Threads parsing ahead of the commits (default: cores, at most 4)", min=1)] = None,
 ) -> None:
     """Ingest structure files; each becomes version 1 of a new entry.
 
@@ -101,7 +103,7 @@ def ingest(
             def step(path: Path) -> None:
                 bar.update(task, description=f"read {path.name}", advance=1)
 
-            report = st.ingest_many(files, batch_entries=batch, progress=step)
+            report = st.ingest_many(files, batch_entries=batch, progress=step, workers=workers)
             done = [v.as_dict() for v in report.ingested]
             failed = [{"file": f.path, "error": str(f.error)} for f in report.failed]
         for f in files if entry is not None or topology is not None else []:

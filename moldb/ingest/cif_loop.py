@@ -35,10 +35,11 @@ __all__ = ["PLACEHOLDER_ITEM", "AtomSiteLoop", "split_atom_site"]
 
 #: The one item of the placeholder loop left in the document where ``_atom_site`` was.
 PLACEHOLDER_ITEM = "moldb_fast_path"
-#: What ends the loop at a line start: an item, a comment, a text field or a keyword.
-_ENDS = (b"\n_", b"\n#", b"\n;", b"\nloop_", b"\ndata_", b"\nsave_", b"\nglobal_", b"\nstop_")
+#: First letters of CIF's reserved words (loop_, data_, save_, global_, stop_; any case).
+_CONTROL = bytes(c for c in range(32) if c not in (9, 10, 13))
+_KEYWORD_FIRST = np.frombuffer(b"ldsgLDSG", dtype=np.uint8)
 _NEXT = re.compile(rb"(?:[ \t]*(?:#[^\n]*)?\r?\n)*")  # blank and comment lines
-_SQ, _DQ, _HASH, _DOT, _QM = (ord(c) for c in "'\"#.?")
+_SQ, _DQ, _HASH, _DOT, _QM, _US, _SC = (ord(c) for c in "'\"#.?_;")
 
 
 @dataclass
@@ -99,10 +100,12 @@ def split_atom_site(text: bytes, category: str = "atom_site") -> tuple[bytes, At
         pos = eol + 1
     if text.count(b"\n" + prefix) != len(items):
         return None  # another item of the category elsewhere
-    end = len(text)
-    for marker in _ENDS:  # each search stops at the nearest end found so far
-        i = text.find(marker, pos - 1, end)
-        end = i if i >= 0 else end
+    # the loop ends at the first line starting with "#" or "_"; a text field or keyword before
+    # that is a token _tokenize refuses, so two scans of the loop body do instead of eight
+    end = text.find(b"\n#", pos - 1)
+    end = len(text) if end < 0 else end
+    i = text.find(b"\n_", pos - 1, end)
+    end = i if i >= 0 else end
     if end < len(text):
         after = _NEXT.match(text, end + 1)
         at = after.end() if after else end + 1
@@ -121,9 +124,9 @@ def _tokenize(body: bytes, items: list[str]) -> AtomSiteLoop | None:
     a = np.frombuffer(body, dtype=np.uint8)
     if a.size == 0 or bool((a >= 128).any()):
         return None
-    ws = a <= 32
-    if int(np.count_nonzero(ws)) != body.count(b" ") + body.count(b"\n") + body.count(b"\t") + body.count(b"\r"):
+    if len(body.translate(None, _CONTROL)) != len(body):
         return None  # control characters: gemmi reports them
+    ws = a <= 32
     edges = np.diff((~ws).view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)
@@ -131,8 +134,10 @@ def _tokenize(body: bytes, items: list[str]) -> AtomSiteLoop | None:
     if starts.size == 0 or starts.size % m or int(ends[-1]) >= 2**31:
         return None
     first = a[starts]
-    if bool((first == _HASH).any()):
-        return None  # a comment inside the loop
+    if bool(((first == _HASH) | (first == _US) | (first == _SC)).any()):
+        return None  # a comment, a tag or a text field inside the loop
+    if _has_keyword(body, first, starts, ends):
+        return None  # loop_, data_, save_ ... inside the loop
     last = a[ends - 1]
     quoted = (first == _SQ) | (first == _DQ)
     if quoted.any() and bool((quoted & ((ends - starts < 2) | (last != first))).any()):
@@ -158,3 +163,13 @@ def _tokenize(body: bytes, items: list[str]) -> AtomSiteLoop | None:
         mask = (d.astype(np.uint8) * MASK_DOT + q.astype(np.uint8) * MASK_QUESTION) if has_null else None
         columns[item] = (arr, mask)
     return AtomSiteLoop(items, columns, n)
+
+
+def _has_keyword(body: bytes, first: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
+    """Whether any token is a CIF reserved word (``loop_``, ``data_name``, ``save_``, ``global_``, ``stop_``)."""
+    cand = np.flatnonzero(np.isin(first, _KEYWORD_FIRST) & (ends - starts >= 5))
+    for k in cand.tolist():  # few: atom names, residue and chain ids are shorter
+        token = body[int(starts[k]):int(ends[k])].lower()
+        if token in (b"loop_", b"global_", b"stop_") or token.startswith((b"data_", b"save_")):
+            return True
+    return False

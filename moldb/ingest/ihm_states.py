@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -128,12 +129,12 @@ def _decimals(col: list[Any]) -> int:
     return best or 3
 
 
-def _rows(cats: dict[str, pa.Table], name: str) -> list[dict[str, Any]]:
+def _rows(cats: Mapping[str, pa.Table], name: str) -> list[dict[str, Any]]:
     t = cats.get(name)
     return t.to_pylist() if t is not None and t.num_rows else []
 
 
-def ihm_descriptors(cats: dict[str, pa.Table], atoms: pa.Table) -> list[ExtraDescriptor]:
+def ihm_descriptors(cats: Mapping[str, pa.Table], atoms: pa.Table) -> list[ExtraDescriptor]:
     """``ihm_states`` and ``ihm_model_groups`` descriptors from an IHM file's categories (empty if none)."""
     groups = _rows(cats, "ihm_model_group")
     links = _rows(cats, "ihm_model_group_link")

@@ -36,7 +36,8 @@ from moldb.storage.backend import CHUNKED_ENCODING_VERSION, Backend
 from moldb.storage.chunks import ChunkedGroup, chunk_group, encode_chunked
 from moldb.storage.codec import encode_categories, encode_group, group_arrays
 
-__all__ = ["DEFAULT_NAMESPACE", "ENTRY_ID_PATTERN", "commit", "commit_many", "validate_entry_id"]
+__all__ = ["DEFAULT_NAMESPACE", "ENTRY_ID_PATTERN", "Prepared", "commit", "commit_many", "prepare",
+           "validate_entry_id"]
 
 ENTRY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 #: Namespace of entries whose versions record none (written without a lab, e.g. by a local ingest).
@@ -133,7 +134,7 @@ def _store_templates(backend: Backend, ts: int, entry: ParsedEntry) -> None:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """An entry encoded outside the writer lock, ready to commit."""
 
     eid: str
@@ -143,8 +144,14 @@ class _Prepared:
     summary: dict[str, Any]
 
 
-def _prepare(backend: Backend, entry: ParsedEntry, entry_id: str | None) -> _Prepared:
-    """Validate ``entry`` and encode its column groups and categories (no lock held)."""
+def prepare(backend: Backend, entry: ParsedEntry, entry_id: str | None) -> Prepared:
+    """Validate ``entry`` and encode its column groups and categories (no lock held, thread-safe).
+
+    Raises
+    ------
+    ValidationError
+        The entry id is not valid, or the entry has no atoms.
+    """
     eid = validate_entry_id(entry_id or entry.entry_id)
     if entry.n_atoms == 0:
         raise ValidationError(f"{entry.source.path}: no atoms to store")
@@ -152,7 +159,7 @@ def _prepare(backend: Backend, entry: ParsedEntry, entry_id: str | None) -> _Pre
     items = {"atom_items": entry.atom_items, "aniso_items": entry.aniso_items}
     encoded, chunked = _encode_groups(backend, entry, text, items)
     encoded["cif"] = encode_categories(categories, items)
-    return _Prepared(eid, entry, encoded, chunked, summarize(entry))
+    return Prepared(eid, entry, encoded, chunked, summarize(entry))
 
 
 def commit(
@@ -188,14 +195,14 @@ def commit(
     -------
     VersionInfo
     """
-    prep = _prepare(backend, entry, entry_id)
+    prep = prepare(backend, entry, entry_id)
     with backend.writing() as ts:
         return _commit_locked(backend, ts, prep, author, message, mode, namespace)
 
 
 def commit_many(
     backend: Backend,
-    entries: Sequence[tuple[ParsedEntry, str | None, str]],
+    entries: Sequence[tuple[ParsedEntry | Prepared, str | None, str]],
     *,
     author: str = "",
     namespace: str | None = None,
@@ -210,7 +217,9 @@ def commit_many(
     Parameters
     ----------
     backend : Backend
-    entries : sequence of (ParsedEntry, entry id or None, message)
+    entries : sequence of (ParsedEntry or Prepared, entry id or None, message)
+        A :class:`Prepared` entry (from :func:`prepare`, e.g. on another thread) is committed
+        as it is; its entry id was fixed when it was prepared.
     author : str
         Recorded in every version.
     namespace : str, optional
@@ -221,19 +230,19 @@ def commit_many(
     list of VersionInfo or MoldbError
         One per entry, in order.
     """
-    out: list[VersionInfo | MoldbError | _Prepared] = []
+    out: list[VersionInfo | MoldbError | Prepared] = []
     for parsed, eid, _msg in entries:
         try:
-            out.append(_prepare(backend, parsed, eid))
+            out.append(parsed if isinstance(parsed, Prepared) else prepare(backend, parsed, eid))
         except MoldbError as exc:
             out.append(exc)
-    if not any(isinstance(p, _Prepared) for p in out):
-        return [p for p in out if not isinstance(p, _Prepared)]
+    if not any(isinstance(p, Prepared) for p in out):
+        return [p for p in out if not isinstance(p, Prepared)]
     with backend.writing() as ts, backend.batched(ts) as batch:
         stored = set(batch.versions["entry"].tolist())
         seen: set[str] = set()
         for i, p in enumerate(out):
-            if not isinstance(p, _Prepared):
+            if not isinstance(p, Prepared):
                 continue
             if p.eid in stored or p.eid in seen:
                 where = "already stored" if p.eid in stored else "given twice in this batch"
@@ -249,10 +258,10 @@ def commit_many(
                 out[i] = exc
                 continue
             seen.add(p.eid)
-    return [p for p in out if not isinstance(p, _Prepared)]
+    return [p for p in out if not isinstance(p, Prepared)]
 
 
-def _commit_locked(backend: Backend, ts: int, prep: _Prepared, author: str, message: str, mode: str,
+def _commit_locked(backend: Backend, ts: int, prep: Prepared, author: str, message: str, mode: str,
                    namespace: str | None) -> VersionInfo:
     """Write one prepared entry at ``ts`` (writer lock held); the ``versions`` cell is the commit point."""
     eid, entry, encoded, chunked, summary = prep.eid, prep.entry, prep.encoded, prep.chunked, prep.summary

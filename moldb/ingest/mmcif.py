@@ -21,7 +21,7 @@ from moldb.errors import ParseError
 from moldb.ingest.cif_loop import PLACEHOLDER_ITEM, AtomSiteLoop, split_atom_site
 from moldb.ingest.columns import CifValue, text_column, typed_text, unquote
 from moldb.schema.columns import ANISO_COLUMNS, ANISO_ITEMS, ATOM_COLUMNS, COLUMN_BY_NAME
-from moldb.schema.parsed import Category, ParsedEntry, SourceInfo
+from moldb.schema.parsed import MASK_DOT, MASK_QUESTION, MASK_VALUE, Category, ParsedEntry, SourceInfo
 
 __all__ = ["parse_cif_block", "read_mmcif", "read_pdb", "source_info"]
 
@@ -126,7 +126,17 @@ def _stem(path: str | Path) -> str:
 
 
 def _category(name: str, raw: dict[str, list[CifValue]]) -> Category:
-    return _text_category(name, {item: text_column(values) for item, values in raw.items()})
+    """A category from gemmi's ``raw=False`` values, kept as Python lists (its table is built on use)."""
+    lists: dict[str, list[str | None]] = {}
+    masks: dict[str, np.ndarray] = {}
+    for item, values in raw.items():
+        if None in values or False in values:
+            masks[item] = np.fromiter((MASK_VALUE if v.__class__ is str else (MASK_DOT if v is False else MASK_QUESTION)
+                                       for v in values), dtype=np.uint8, count=len(values))
+            lists[item] = [v if v.__class__ is str else None for v in values]
+        else:
+            lists[item] = values  # type: ignore[assignment]  # all str
+    return Category(name, masks=masks, lists=lists)
 
 
 def _text_category(name: str, texts: dict[str, tuple[pa.Array, np.ndarray | None]]) -> Category:

@@ -11,7 +11,7 @@ Descriptors: ``tls`` (TLS tensors), ``iadp`` (B column), ``aadp`` (U columns),
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,12 +126,12 @@ def atom_view(atoms: pa.Table) -> AtomView:
     return view
 
 
-def _cat_rows(cats: dict[str, pa.Table], name: str) -> list[dict[str, str | None]]:
+def _cat_rows(cats: Mapping[str, pa.Table], name: str) -> list[dict[str, str | None]]:
     t = cats.get(name)
     return t.to_pylist() if t is not None else []
 
 
-def _tls_grouping(atoms: pa.Table, cats: dict[str, pa.Table]) -> tuple[Grouping, Membership] | None:
+def _tls_grouping(atoms: pa.Table, cats: Mapping[str, pa.Table]) -> tuple[Grouping, Membership] | None:
     rows = _cat_rows(cats, "pdbx_refine_tls_group")
     if not rows:
         return None
@@ -164,7 +164,7 @@ def _tls_grouping(atoms: pa.Table, cats: dict[str, pa.Table]) -> tuple[Grouping,
     return g, Membership(group, member)
 
 
-def builtin_groupings(atoms: pa.Table, cats: dict[str, pa.Table]) -> Iterator[tuple[Grouping, Membership]]:
+def builtin_groupings(atoms: pa.Table, cats: Mapping[str, pa.Table]) -> Iterator[tuple[Grouping, Membership]]:
     """Every built-in grouping of an entry (atoms table + categories by name), one at a time.
 
     A generator, so a caller that packs each membership as it comes holds one grouping's
@@ -196,7 +196,7 @@ def builtin_groupings(atoms: pa.Table, cats: dict[str, pa.Table]) -> Iterator[tu
         yield tls
 
 
-def _molecule_type(atoms: pa.Table, cats: dict[str, pa.Table]) -> tuple[Grouping, Membership]:
+def _molecule_type(atoms: pa.Table, cats: Mapping[str, pa.Table]) -> tuple[Grouping, Membership]:
     etype = {str(r.get("id")): (r.get("type") or "") for r in _cat_rows(cats, "entity")}
     polymer_seq = _ints(atoms, "label_seq_id") != _NULL_INT
     names = ["polymer", "ligand", "water", "branched"]
@@ -225,7 +225,7 @@ def _f(v: str | None) -> float:
         return math.nan
 
 
-def _b_includes_tls(cats: dict[str, pa.Table]) -> tuple[bool | None, str]:
+def _b_includes_tls(cats: Mapping[str, pa.Table]) -> tuple[bool | None, str]:
     refine = _cat_rows(cats, "refine")
     flag = str((refine[0].get("pdbx_TLS_residual_ADP_flag") if refine else None) or "").upper()
     if "RESIDUAL" in flag:
@@ -238,7 +238,7 @@ def _b_includes_tls(cats: dict[str, pa.Table]) -> tuple[bool | None, str]:
     return None, "unknown (no residual flag; refinement program does not settle it)"
 
 
-def tls_descriptor(cats: dict[str, pa.Table]) -> TLS | None:
+def tls_descriptor(cats: Mapping[str, pa.Table]) -> TLS | None:
     """The ``tls`` descriptor from ``_pdbx_refine_tls`` (L: deg² → rad², S: deg·Å → rad·Å)."""
     rows = _cat_rows(cats, "pdbx_refine_tls")
     if not rows:
@@ -264,7 +264,7 @@ def tls_descriptor(cats: dict[str, pa.Table]) -> TLS | None:
                provenance=Provenance(source="ingest:_pdbx_refine_tls"))
 
 
-def builtin_descriptors(atoms: pa.Table, cats: dict[str, pa.Table],
+def builtin_descriptors(atoms: pa.Table, cats: Mapping[str, pa.Table],
                         residue: Membership | None = None) -> list[Descriptor]:
     """Descriptors an entry's file already carries (see the module docstring)."""
     out: list[Descriptor] = []

@@ -20,6 +20,7 @@ from moldb.ir.builtin import Membership
 from moldb.ir.descriptors import descriptor_from
 from moldb.ir.model import Grouping, Provenance
 from moldb.ir.store_ops import _descriptor_cell, _grouping_cell
+from moldb.schema.parsed import CategoryTables
 from moldb.storage import ir_store
 from moldb.storage.backend import Backend
 
@@ -52,7 +53,7 @@ def extras_hook(backend: Backend, ts: int, entry: str, parsed: Any, blocks: dict
         return
     groupings: list[ExtraGrouping] = list(getattr(parsed, "extra_groupings", []))
     descriptors: list[ExtraDescriptor] = list(getattr(parsed, "extra_descriptors", []))
-    descriptors += ihm_descriptors({c.name: c.table for c in parsed.categories}, parsed.atoms)
+    descriptors += ihm_descriptors(CategoryTables(parsed.categories), parsed.atoms)
     if not groupings and not descriptors:
         return
     index = backend.read_versions(entry, attrs=["ts"])

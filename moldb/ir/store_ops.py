@@ -19,6 +19,7 @@ from moldb.ir.builtin import Membership, builtin_descriptors, builtin_groupings
 from moldb.ir.descriptors import descriptor_from
 from moldb.ir.model import Descriptor, Grouping, Provenance, check_name
 from moldb.ir.operators import BUILTIN_OPERATORS, OperatorSpec
+from moldb.schema.parsed import CategoryTables
 from moldb.schema.records import VersionInfo
 from moldb.storage import ir_store
 from moldb.storage.backend import Backend
@@ -66,7 +67,7 @@ def ingest_hook(backend: Backend, ts: int, entry: str, parsed: Any, blocks: dict
         return  # a store created before the IR arrays (upgrade with `moldb migrate`)
     index = backend.read_versions(entry, attrs=["ts"])
     version = int(np.max(index["version"])) + 1 if len(index["version"]) else 1
-    cats = {c.name: c.table for c in parsed.categories}
+    cats = CategoryTables(parsed.categories)
     cells, residue = [], None
     for g, m in builtin_groupings(parsed.atoms, cats):  # pack each as it comes: bounded memory
         cells.append(_grouping_cell(g, m))

@@ -14,21 +14,26 @@ every column that holds nulls has a ``uint8`` mask with those codes in
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["MASK_DOT", "MASK_QUESTION", "MASK_VALUE", "Category", "CategoryLookup", "ParsedEntry", "SourceInfo"]
+__all__ = ["MASK_DOT", "MASK_QUESTION", "MASK_VALUE", "Category", "CategoryLookup", "CategoryTables",
+           "ParsedEntry", "SourceInfo"]
 
 MASK_VALUE = 0
 MASK_DOT = 1
 MASK_QUESTION = 2
 
 
-@dataclass
 class Category:
     """One mmCIF category other than the typed atom columns, kept verbatim.
+
+    A category is built either from an Arrow table or, cheaper, from Python lists of
+    text (``lists=``, what readers and the stored blob give); the other form is made on
+    first use, so an ingest that never looks at a category never builds its table.
 
     Attributes
     ----------
@@ -42,19 +47,79 @@ class Category:
         :data:`MASK_VALUE`, :data:`MASK_DOT`, :data:`MASK_QUESTION`.
     """
 
-    name: str
-    table: pa.Table
-    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    __slots__ = ("_lists", "_table", "masks", "name")
+
+    def __init__(self, name: str, table: pa.Table | None = None, masks: dict[str, np.ndarray] | None = None,
+                 *, lists: dict[str, list[str | None]] | None = None) -> None:
+        if table is None and lists is None:
+            table = pa.table({})
+        self.name = name
+        self._table = table
+        self._lists = lists
+        self.masks: dict[str, np.ndarray] = masks if masks is not None else {}
+
+    @property
+    def table(self) -> pa.Table:
+        """The category as a table of strings (built from the lists on first use)."""
+        if self._table is None:
+            lists = self._lists or {}
+            self._table = pa.table({k: pa.array(v, type=pa.string()) for k, v in lists.items()}) \
+                if lists else pa.table({})
+        return self._table
 
     @property
     def items(self) -> list[str]:
         """Item names in source order."""
-        return list(self.table.column_names)
+        return list(self._lists) if self._lists is not None else list(self.table.column_names)
+
+    @property
+    def num_rows(self) -> int:
+        """Number of rows."""
+        if self._lists is not None:
+            return len(next(iter(self._lists.values()))) if self._lists else 0
+        return int(self.table.num_rows)
+
+    def pylists(self) -> dict[str, list[str | None]]:
+        """item → values as Python ``str`` (``None`` for a null), in source order."""
+        if self._lists is None:
+            self._lists = {item: [None if v is None else str(v) for v in self.table.column(item).to_pylist()]
+                           for item in self.table.column_names}
+        return self._lists
 
     def value(self, item: str, row: int = 0) -> str | None:
         """One value as text (``None`` for a null)."""
+        if self._lists is not None:
+            return self._lists[item][row]
         v = self.table.column(item)[row].as_py()
         return None if v is None else str(v)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Category):
+            return NotImplemented
+        return (self.name == other.name and self.table.equals(other.table)
+                and self.masks.keys() == other.masks.keys()
+                and all(np.array_equal(m, other.masks[k]) for k, m in self.masks.items()))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Category({self.name!r}, items={self.items!r}, rows={self.num_rows})"
+
+
+class CategoryTables(Mapping[str, pa.Table]):
+    """name → table over a list of categories, each table built only when looked up."""
+
+    def __init__(self, categories: list[Category]) -> None:
+        self._by_name = {c.name: c for c in categories}
+
+    def __getitem__(self, name: str) -> pa.Table:
+        return self._by_name[name].table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
 
 
 class CategoryLookup:

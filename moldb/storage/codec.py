@@ -184,8 +184,8 @@ def encode_categories(categories: list[Category], meta: dict[str, Any]) -> tuple
     """Encode verbatim categories (source order) and entry-level meta into one blob."""
     rows = []
     for cat in categories:
-        cols = {item: cat.table.column(item).to_pylist() for item in cat.items}
-        rows.append([cat.name, cat.items, cat.table.num_rows, cols,
+        cols = cat.pylists()
+        rows.append([cat.name, list(cols), cat.num_rows, cols,
                      {k: v.astype(np.uint8).tobytes() for k, v in cat.masks.items()}])
     w = BlobWriter(len(rows))
     w.add_bytes("categories", msgpack.packb(rows, use_bin_type=True))
@@ -201,7 +201,9 @@ def decode_categories(blob: bytes, only: str | None = None) -> tuple[list[Catego
     for name, items, n, cols, masks in rows:
         if only is not None and name != only:
             continue
-        table = pa.table({i: pa.array(cols[i], type=pa.string()) for i in items}) if items else pa.table({})
-        out.append(Category(name, table, {k: np.frombuffer(v, dtype=np.uint8) for k, v in masks.items()}))
+        lists = {i: cols[i] for i in items}
+        out.append(Category(name, None if items else pa.table({}),
+                            {k: np.frombuffer(v, dtype=np.uint8) for k, v in masks.items()},
+                            lists=lists if items else None))
         del n
     return out, meta
