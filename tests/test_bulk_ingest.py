@@ -166,6 +166,9 @@ def test_parse_threads_change_nothing_but_speed(tmp_path: Path, monkeypatch: pyt
     assert got[1] == got[3] and [g[0] for g in got[1]] == ["3O5R", "1L2Y", "1O1Z", "1O2F", "1CBS"]
     monkeypatch.setenv("MOLDB_INGEST_WORKERS", "3")
     assert bulk_mod.default_workers() == 3
+    monkeypatch.setenv("MOLDB_INGEST_WORKERS", "many")
+    with pytest.raises(ValueError, match="MOLDB_INGEST_WORKERS='many'"):
+        bulk_mod.default_workers()
     monkeypatch.delenv("MOLDB_INGEST_WORKERS")
     assert 1 <= bulk_mod.default_workers() <= 4
 

@@ -7,8 +7,8 @@ needs (the parsed entries of one batch).
 
 Parsing and encoding run ahead of the commits on ``workers`` threads (the readers and encoders
 spend much of their time in gemmi, zlib, numpy, zstd and Arrow, which release the GIL), at most
-``2 × workers`` files ahead, so a batch is being committed while the next files are read. Results stay in input
-order whatever the thread timing.
+``2 × workers`` files ahead, so a batch is being committed while the next files are read.
+Results stay in input order whatever the thread timing.
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ DEFAULT_BATCH_ATOMS = 1_000_000
 def default_workers() -> int:
     """Parse threads: ``MOLDB_INGEST_WORKERS``, else the machine's cores (at most 4)."""
     env = os.environ.get("MOLDB_INGEST_WORKERS")
-    return max(1, int(env)) if env else min(4, os.cpu_count() or 1)
+    if not env:
+        return min(4, os.cpu_count() or 1)
+    if not env.strip().isdigit() or int(env) < 1:
+        raise ValueError(f"MOLDB_INGEST_WORKERS={env!r} is not a thread count; set it to an integer ≥ 1 or unset it")
+    return int(env)
 
 
 def ingest_many(

@@ -35,8 +35,9 @@ __all__ = ["PLACEHOLDER_ITEM", "AtomSiteLoop", "split_atom_site"]
 
 #: The one item of the placeholder loop left in the document where ``_atom_site`` was.
 PLACEHOLDER_ITEM = "moldb_fast_path"
-#: First letters of CIF's reserved words (loop_, data_, save_, global_, stop_; any case).
+#: Control bytes gemmi refuses (all below space but tab, LF and CR).
 _CONTROL = bytes(c for c in range(32) if c not in (9, 10, 13))
+#: First letters of CIF's reserved words (loop_, data_, save_, global_, stop_; any case).
 _KEYWORD_FIRST = np.frombuffer(b"ldsgLDSG", dtype=np.uint8)
 _NEXT = re.compile(rb"(?:[ \t]*(?:#[^\n]*)?\r?\n)*")  # blank and comment lines
 _SQ, _DQ, _HASH, _DOT, _QM, _US, _SC = (ord(c) for c in "'\"#.?_;")
