@@ -76,3 +76,45 @@ def test_negative_zero_survives() -> None:
     w.add_floats("x", x, 3)
     got, _, _, _ = read_blob_columns(w.finish())
     assert np.array_equal(np.signbit(got["x"]), np.signbit(x)) and np.array_equal(got["x"], x)
+
+
+def test_a_plan_reads_the_same_and_keeps_only_short_dictionaries() -> None:
+    from moldb.storage.blob_plan import BlobPlan
+    from moldb.storage.codec import arrow_columns
+
+    n = 5000
+    w = BlobWriter(n)
+    w.add_strings("res", np.arange(n) % 3, ["ALA", "GLY", "SER"])
+    w.add_strings("note", np.arange(n), [f"n{i}" for i in range(n)], kind="text")  # one string per row
+    w.add_floats("x", np.linspace(-5, 5, n).round(3), 3)
+    mask = np.zeros(n, dtype=np.uint8)
+    mask[::7] = 2
+    w.add_mask("res", mask)
+    raw = w.finish({"k": 1})
+    plan = BlobPlan(raw)
+    assert set(plan.dicts) == {"res"} and plan.layout is not None  # "note" (5,000 strings) is not kept
+    assert len(plan) >= 80 * 3
+    plain, pmasks, _, _ = read_blob_columns(raw)
+    via, vmasks, _, _ = read_blob_columns(raw, plan=plan)
+    assert via["res"][1] == ["ALA", "GLY", "SER"] and via["note"][1][4999] == "n4999"
+    assert np.array_equal(via["x"], plain["x"]) and np.array_equal(vmasks["res"], pmasks["res"])
+    arrays, decimals, text = arrow_columns(via, vmasks, plan.kinds, plan.arrow_dictionary)
+    assert arrays["res"].to_pylist()[:3] == [None, "GLY", "SER"] and arrays["res"].null_count == 715
+    assert arrays["note"].to_pylist()[-1] == "n4999" and text == ["note"] and decimals == {"x": 3}
+    assert plan.arrow_dictionary("res") is plan.arrow_dictionary("res")  # built once
+
+
+def test_codes_beyond_the_dictionary_are_a_storage_error() -> None:
+    import pytest
+
+    from moldb.errors import StorageError
+    from moldb.storage.codec import arrow_columns
+
+    w = BlobWriter(3)
+    w.add_strings("s", np.array([0, 1, 2]), ["A", "B"])  # code 2 has no string: a damaged block
+    values, masks, _, cols = read_blob_columns(w.finish())
+    with pytest.raises(StorageError, match="column s has codes beyond its dictionary of 2"):
+        arrow_columns(values, masks, {c["name"]: c for c in cols})
+    masks["s"] = np.array([0, 0, 2], dtype=np.uint8)  # the stray code under a null is harmless
+    arrays, _, _ = arrow_columns(values, masks, {c["name"]: c for c in cols})
+    assert arrays["s"].to_pylist() == ["A", "B", None]

@@ -82,3 +82,21 @@ def test_killed_ingest_leaves_no_partial_version(tmp_path: Path) -> None:
     assert st2.get("1O1Z").atoms.num_rows == 2302
     v = st2.ingest(data("mmcif/5eil.cif.gz"))  # the next ingest succeeds; the lock died with the child
     assert v.version == 1 and st2.get("5EIL").atoms.num_rows == 7327
+
+
+def test_a_reader_finds_versions_another_handle_commits(store: moldb.Store, tmp_path: Path) -> None:
+    reader = moldb.open(store.uri)
+    store.ingest(data("mmcif/1o1z.cif.gz"))
+    assert reader.get("1O1Z").version.version == 1  # its entry → rows map is rebuilt after the commit
+    refit = tmp_path / "1o1z_refit.cif"
+    _bfactor_refit(data("mmcif/1o1z.cif.gz"), refit, 2.0)
+    store.deposit(refit, entry="1O1Z")
+    store.ingest(data("mmcif/5eil.cif.gz"))
+    assert reader.get("1O1Z").version.version == 2 and reader.get("5EIL").version.version == 1
+    assert reader.get("1o1z", version=1).version.version == 1 and reader.get("1O1Z", version="2").version.parent == 1
+    b1 = reader.get("1O1Z", version=1).atoms.column("B_iso_or_equiv").to_numpy()
+    np.testing.assert_allclose(reader.get("1O1Z").atoms.column("B_iso_or_equiv").to_numpy() - b1, 2.0, atol=1e-9)
+    with pytest.raises(moldb.EntryNotFoundError, match="has no version 3; it has versions 1, 2"):
+        reader.get("1O1Z", version=3)
+    with pytest.raises(moldb.EntryNotFoundError, match="entry 4ZXB is not in the store"):
+        reader.get("4ZXB")

@@ -177,18 +177,25 @@ class Store:
                       namespace=namespace)
 
     # -- reading ------------------------------------------------------------------------------------
-    def _records(self, entry: str | None, as_of: int | None = None) -> list[VersionInfo]:
+    def _rows(self, entry: str | None, as_of: int | None) -> tuple[dict[str, Any], np.ndarray]:
+        """The ``versions`` index and the rows of ``entry`` (all entries: None) committed by ``as_of``."""
         t = as_of if as_of is not None else self.as_of
         if t is not None and self.as_of is not None:
             t = min(t, self.as_of)
         cells = self._backend.versions_index()
-        sel = np.ones(len(cells["version"]), dtype=bool) if entry is None else cells["entry"] == entry
+        if entry is None:
+            idx = np.arange(len(cells["version"]))
+        else:
+            idx = self._backend.entry_rows(entry)
+            if idx.size == 0 and t is None:  # maybe written by another process
+                idx = self._backend.entry_rows(entry, refresh=True)
+                cells = self._backend.versions_index()
         if t is not None:  # versions are never rewritten: filtering on the commit time is time travel
-            sel &= cells["ts"] <= t
-        if entry is not None and not sel.any() and t is None:
-            cells = self._backend.versions_index(refresh=True)  # maybe written by another process
-            sel = cells["entry"] == entry
-        idx = np.flatnonzero(sel)
+            idx = idx[np.asarray(cells["ts"])[idx] <= t]
+        return cells, idx
+
+    def _records(self, entry: str | None, as_of: int | None = None) -> list[VersionInfo]:
+        cells, idx = self._rows(entry, as_of)
         return version_records({k: np.asarray(v)[idx] for k, v in cells.items()})
 
     def _tags(self, entry: str) -> dict[str, int]:
@@ -198,7 +205,15 @@ class Store:
 
     def _resolve(self, entry: str, version: int | str | None, as_of: TimeLike | None) -> VersionInfo:
         eid = validate_entry_id(entry)
-        records = self._records(eid, None if as_of is None else to_ms(as_of))
+        t = None if as_of is None else to_ms(as_of)
+        if version is None or isinstance(version, int) or version.isdigit():  # one record decoded, not all
+            cells, idx = self._rows(eid, t)
+            if idx.size:
+                versions = np.asarray(cells["version"])[idx]
+                hit = idx[versions == int(version)] if version is not None else idx[[int(np.argmax(versions))]]
+                if hit.size:
+                    return version_records({k: np.asarray(v)[hit[:1]] for k, v in cells.items()})[0]
+        records = self._records(eid, t)
         if not records:
             when = "" if as_of is None and self.as_of is None else " at that time"
             raise EntryNotFoundError(f"entry {eid} is not in the store{when} (see `moldb ls`)")

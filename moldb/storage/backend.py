@@ -33,6 +33,7 @@ ENCODING_VERSION = "1"  # written at creation; raised to CHUNKED_ENCODING_VERSIO
 #: Encoding of stores holding chunked blocks (``moldb.storage.chunks``); this moldb reads "1" and "2".
 CHUNKED_ENCODING_VERSION = "2"
 SCHEMA_VERSION = 1
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 CONSOLIDATE_EVERY = 64  # commits between light consolidations of the small arrays
 
 
@@ -83,6 +84,7 @@ class Backend:
         self.page_rows = int(os.environ.get("MOLDB_PAGE_ROWS", DEFAULT_PAGE_ROWS))
         self._readers: dict[str, tiledb.Array] = {}
         self._versions: dict[str, Any] | None = None  # cached cells of the versions array
+        self._entry_rows: dict[str, np.ndarray] | None = None  # entry → its rows in _versions
         #: Explicit write timestamps to use instead of the clock (tests write at fixed times, as
         #: TileDB-SOMA's do); each must still exceed every committed one.
         self.fixed_timestamps: Iterator[int] | None = None
@@ -273,6 +275,7 @@ class Backend:
             arr[tuple(coords)] = cells
         if name == "versions":
             self._versions = None
+            self._entry_rows = None
 
     def write_blocks(self, ts: int, entry: str, rows: Sequence[tuple[int, str, int, str, bytes]]) -> None:
         """Write immutable blocks ``(block id, group, n_rows, content hash, blob)`` in one fragment."""
@@ -415,7 +418,23 @@ class Backend:
             cells["entry"] = np.array([e.decode() if isinstance(e, bytes) else e for e in cells["entry"]],
                                       dtype=object)
             self._versions = cells
+            self._entry_rows = None
         return self._versions
+
+    def entry_rows(self, entry: str, refresh: bool = False) -> np.ndarray:
+        """Row indices of ``entry`` in :meth:`versions_index` (``int64``; empty: no such entry).
+
+        The entry → rows map is built once per refresh of the index, so finding an entry's
+        versions does not compare every entry id of the store on each read.
+        """
+        cells = self.versions_index(refresh)
+        rows = self._entry_rows
+        if rows is None:
+            groups: dict[str, list[int]] = {}
+            for i, e in enumerate(cells["entry"].tolist()):
+                groups.setdefault(e, []).append(i)
+            rows = self._entry_rows = {e: np.array(ix, dtype=np.int64) for e, ix in groups.items()}
+        return rows.get(entry, _NO_ROWS)
 
     def read_versions(self, entry: str | None = None, as_of: int | None = None,
                       attrs: Sequence[str] | None = None) -> dict[str, Any]:

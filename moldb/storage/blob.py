@@ -41,13 +41,16 @@ from __future__ import annotations
 
 import itertools
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import numpy as np
 import pyarrow as pa
 
 from moldb.errors import StorageError, ValidationError
+
+if TYPE_CHECKING:
+    from moldb.storage.blob_plan import BlobPlan
 
 __all__ = ["BlobWriter", "read_blob_columns", "read_header"]
 
@@ -110,8 +113,8 @@ def _running(packed: np.ndarray, pack16: bool) -> np.ndarray:
     # buffered casting loop, 10x slower on a 64k-row chunk (805 vs 81 µs for 98k int16 values)
     c = packed.astype(np.int64)
     np.cumsum(c, out=c)
-    if pack16 and packed.size and (packed.max() >= _LIM16 or packed.min() <= -_LIM16):
-        c = c[(packed != _LIM16) & (packed != -_LIM16)]
+    if pack16:  # |value| == 32767 marks a run element (packed values lie in [-32767, 32767])
+        c = c[np.abs(packed) != _LIM16]
     return c
 
 
@@ -122,6 +125,15 @@ def _shuffle(a: np.ndarray) -> bytes:
 
 
 _UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+_DTYPES: dict[str, np.dtype[Any]] = {}
+
+
+def _dtype(code: str) -> np.dtype[Any]:
+    """``np.dtype(code)``, memoised (a header names a handful of dtypes, parsed on every column)."""
+    got = _DTYPES.get(code)
+    if got is None:
+        got = _DTYPES[code] = np.dtype(code)
+    return got
 
 
 def _unshuffle(raw: bytes | memoryview | np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -262,29 +274,40 @@ def _seg(blob: memoryview, base: int, seg: list[int]) -> bytes:
     return _decompress(blob[base + off: base + off + clen], ulen)
 
 
-def _segments_at_once(view: memoryview, base: int, cols: list[dict[str, Any]]) -> dict[tuple[int, ...], memoryview]:
+def segment_layout(cols: list[dict[str, Any]]) -> tuple[int, int, int, dict[tuple[int, ...], tuple[int, int]]] | None:
+    """Where the segments of ``cols`` lie when they are back to back: ``(start, end, raw size,
+    segment → (position, size) in the decompressed run)``; None with gaps or fewer than two segments."""
+    segs = sorted({tuple(c[k]) for c in cols for k in ("seg", "dict") if k in c})
+    if len(segs) < 2:
+        return None
+    for (o1, c1, _), (o2, _, _) in itertools.pairwise(segs):
+        if o1 + c1 != o2:
+            return None
+    where, pos = {}, 0
+    for seg in segs:
+        where[seg] = (pos, seg[2])
+        pos += seg[2]
+    return segs[0][0], segs[-1][0] + segs[-1][1], pos, where
+
+
+def _segments_at_once(view: memoryview, base: int, cols: list[dict[str, Any]],
+                      layout: Any = False) -> dict[tuple[int, ...], memoryview]:
     """Every segment of ``cols`` from ONE decompression call, when they lie back to back.
 
     zstd decodes concatenated frames as one stream, so a full read of a small entry costs one
     call instead of one per segment (~10 µs each, ~36 per entry). Segments with gaps between
-    them (some columns skipped) give ``{}``: the caller decodes them one by one.
+    them (some columns skipped) give ``{}``: the caller decodes them one by one. ``layout``:
+    :func:`segment_layout` of ``cols`` when already known.
     """
-    segs = sorted({tuple(c[k]) for c in cols for k in ("seg", "dict") if k in c})
-    if len(segs) < 2:
+    lay = segment_layout(cols) if layout is False else layout
+    if lay is None:
         return {}
-    for (o1, c1, _), (o2, _, _) in itertools.pairwise(segs):
-        if o1 + c1 != o2:
-            return {}
-    first, last = segs[0], segs[-1]
-    raw = memoryview(_decompress(view[base + first[0]: base + last[0] + last[1]], sum(s[2] for s in segs)))
-    out, pos = {}, 0
-    for seg in segs:
-        out[seg] = raw[pos: pos + seg[2]]
-        pos += seg[2]
-    return out
+    start, end, size, where = lay
+    raw = memoryview(_decompress(view[base + start: base + end], size))
+    return {seg: raw[p: p + n] for seg, (p, n) in where.items()}
 
 
-def read_blob_columns(blob: bytes, columns: list[str] | None = None
+def read_blob_columns(blob: bytes, columns: list[str] | None = None, plan: BlobPlan | None = None
                       ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any], list[dict[str, Any]]]:
     """Decode columns of a blob.
 
@@ -293,6 +316,8 @@ def read_blob_columns(blob: bytes, columns: list[str] | None = None
     blob : bytes
     columns : list of str, optional
         Only these (and their masks).
+    plan : BlobPlan, optional
+        The blob's parsed header and dictionaries (:mod:`moldb.storage.blob_plan`), when kept.
 
     Returns
     -------
@@ -306,12 +331,17 @@ def read_blob_columns(blob: bytes, columns: list[str] | None = None
     cols : list of dict
         The header's column descriptions.
     """
-    header, base = read_header(blob)
+    header, base = read_header(blob) if plan is None else (plan.header, plan.base)
     view = memoryview(blob)
     values: dict[str, Any] = {}
     masks: dict[str, np.ndarray] = {}
-    wanted = [c for c in header["cols"] if columns is None or c["name"] in columns]
-    raws = _segments_at_once(view, base, wanted)
+    if columns is None:
+        wanted = header["cols"]
+        raws = _segments_at_once(view, base, wanted, False if plan is None else plan.layout)
+    else:
+        wanted = [c for c in header["cols"] if c["name"] in columns]
+        raws = _segments_at_once(view, base, wanted)
+    known = {} if plan is None else plan.dicts
     for col in wanted:
         name, kind = col["name"], col["kind"]
         raw = raws[tuple(col["seg"])] if raws else _seg(view, base, col["seg"])
@@ -320,11 +350,13 @@ def read_blob_columns(blob: bytes, columns: list[str] | None = None
         elif kind == "bytes":
             values[name] = bytes(raw)
         elif kind in ("str", "text"):
-            codes = _unshuffle(raw, np.dtype(col["dtype"]))
-            dict_raw = (raws[tuple(col["dict"])] if raws else _seg(view, base, col["dict"])) if "dict" in col else None
-            values[name] = (codes, None if dict_raw is None else msgpack.unpackb(dict_raw, raw=False))
+            codes = _unshuffle(raw, _dtype(col["dtype"]))
+            d = known.get(name)
+            if d is None and "dict" in col:
+                d = msgpack.unpackb(raws[tuple(col["dict"])] if raws else _seg(view, base, col["dict"]), raw=False)
+            values[name] = (codes, d)
         else:
-            ints = _running(_unshuffle(raw, np.dtype(col["dtype"])), bool(col.get("pack16")))
+            ints = _running(_unshuffle(raw, _dtype(col["dtype"])), bool(col.get("pack16")))
             # division by an exact power of ten gives the double nearest the printed decimal,
             # i.e. exactly what parsing the source text gives
             if kind == "float":

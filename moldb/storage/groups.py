@@ -24,6 +24,7 @@ import numpy as np
 
 from moldb.storage.blob import _decompress, read_blob_columns, read_header
 from moldb.storage.blob_pages import read_into, read_pages, read_rows
+from moldb.storage.blob_plan import BlobPlan, plan_cache
 from moldb.storage.chunks import Manifest, parse_manifest
 from moldb.storage.codec import arrow_columns
 
@@ -82,7 +83,8 @@ class GroupSource:
     """
 
     def __init__(self, block: int, blob: bytes | None = None, manifest: Manifest | None = None,
-                 headers: OrderedDict[int, tuple[dict[str, Any], int]] | None = None) -> None:
+                 headers: OrderedDict[int, tuple[dict[str, Any], int]] | None = None,
+                 plan: BlobPlan | None = None) -> None:
         self.block = int(block)
         self.manifest = manifest
         self.blobs: dict[int, bytes] = {} if blob is None else {0: blob}
@@ -93,11 +95,11 @@ class GroupSource:
             self.zbounds = manifest.zbounds
             self.meta = manifest.meta
         else:
-            header, self._base = read_header(blob or b"")
+            self._plan = plan if plan is not None else BlobPlan(blob or b"")
+            header = self._plan.header
             self.bounds = np.array([0, int(header["n"])], dtype=np.int64)
             self.zbounds = self.bounds
             self.meta = dict(header.get("meta", {}))
-            self._header = header
 
     @property
     def chunked(self) -> bool:
@@ -159,14 +161,16 @@ class GroupSource:
         """Names of the columns the block holds."""
         if self.manifest is not None:
             return list(self.manifest.cols)
-        return [c["name"] for c in self._header["cols"] if c["kind"] != "mask"]
+        return list(self._plan.kinds)
 
     def dictionary(self, column: str) -> list[str] | None:
         """Dictionary of a string column without decoding codes (None: no such column)."""
         if self.manifest is not None:
             return self.manifest.dicts.get(column)
-        blob, base = self.blobs[0], self._base
-        for col in self._header["cols"]:
+        if column in self._plan.dicts:
+            return list(self._plan.dicts[column])
+        blob, base = self.blobs[0], self._plan.base
+        for col in self._plan.header["cols"]:
             if col["name"] == column and "dict" in col:
                 off, clen, ulen = col["dict"]
                 return list(msgpack.unpackb(_decompress(memoryview(blob)[base + off: base + off + clen], ulen),
@@ -176,14 +180,14 @@ class GroupSource:
     def arrow(self, values: dict[str, Any], masks: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, int],
                                                                                   list[str]]:
         """Decoded values as Arrow arrays: ``(arrays, decimals, text)`` (see :func:`arrow_columns`)."""
-        dicts = self.manifest.arrow_dictionary if self.manifest is not None else None
+        dicts = self.manifest.arrow_dictionary if self.manifest is not None else self._plan.arrow_dictionary
         return arrow_columns(values, masks, self.kinds(), dicts)
 
     def kinds(self) -> dict[str, dict[str, Any]]:
         """Header description (``kind``, ``dec``) of every column."""
         if self.manifest is not None:
             return self.manifest.cols
-        return {c["name"]: c for c in self._header["cols"] if c["kind"] != "mask"}
+        return self._plan.kinds
 
     def read(self, names: Sequence[str] | None = None, chunks: Sequence[int] | None = None
              ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -193,7 +197,7 @@ class GroupSource:
         ``(codes, dictionary)``.
         """
         if self.manifest is None:
-            values, masks, _, _ = read_blob_columns(self.blobs[0], None if names is None else list(names))
+            values, masks, _, _ = read_blob_columns(self.blobs[0], None if names is None else list(names), self._plan)
             return values, masks
         idx = list(range(self.manifest.n_chunks)) if chunks is None else [int(k) for k in chunks]
         want = list(self.manifest.cols) if names is None else [c for c in names if c in self.manifest.cols]
@@ -304,6 +308,7 @@ def open_groups(backend: Any, blocks: Sequence[dict[str, int]], groups: Sequence
     """Sources of ``groups`` for several versions' block maps; uncached blocks in one query."""
     cache = manifest_cache(backend)
     heads = header_cache(backend)
+    plans = plan_cache(backend)
     need = sorted({int(b[g]) for b in blocks for g in groups if g in b and int(b[g]) not in cache})
     got = backend.read_blocks(need) if need else {}
     out = []
@@ -314,6 +319,10 @@ def open_groups(backend: Any, blocks: Sequence[dict[str, int]], groups: Sequence
                 continue
             bid = int(bmap[g])
             hit = cache.get(bid)
+            plan = plans.get((bid,)) if hit is None else None
+            if plan is not None:  # a plain block read before: its header is parsed already
+                srcs[g] = GroupSource(bid, blob=got[bid]["data"], plan=plan)
+                continue
             if hit is None:
                 blob = got[bid]["data"]
                 man = parse_manifest(blob)
@@ -322,6 +331,13 @@ def open_groups(backend: Any, blocks: Sequence[dict[str, int]], groups: Sequence
             else:
                 cache.move_to_end(bid)
                 blob, man = (b"", hit) if isinstance(hit, Manifest) else (hit, None)
-            srcs[g] = GroupSource(bid, blob=blob) if man is None else GroupSource(bid, manifest=man, headers=heads)
+            if man is None:
+                plan = plans.get((bid,)) if hit is not None else None  # tiny blobs, kept with the manifests
+                if plan is None:
+                    plan = BlobPlan(blob)
+                    plans.put((bid,), plan)
+                srcs[g] = GroupSource(bid, blob=blob, plan=plan)
+            else:
+                srcs[g] = GroupSource(bid, manifest=man, headers=heads)
         out.append(srcs)
     return out
