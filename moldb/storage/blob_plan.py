@@ -83,8 +83,9 @@ class BlobPlan:
 
 def plan_cache(backend: Any) -> ByteLRU:
     """The :class:`BlobPlan` s of plain blocks read through ``backend``, by block id."""
-    cache: ByteLRU = backend.__dict__.get("_blob_plans") or backend.__dict__.setdefault(
-        "_blob_plans", ByteLRU(PLANS_MB << 20))
+    cache: ByteLRU | None = backend.__dict__.get("_blob_plans")
+    if cache is None:
+        cache = backend.__dict__.setdefault("_blob_plans", ByteLRU(PLANS_MB << 20))
     return cache
 
 
