@@ -102,6 +102,8 @@ def test_a_plan_reads_the_same_and_keeps_only_short_dictionaries() -> None:
     assert arrays["res"].to_pylist()[:3] == [None, "GLY", "SER"] and arrays["res"].null_count == 715
     assert arrays["note"].to_pylist()[-1] == "n4999" and text == ["note"] and decimals == {"x": 3}
     assert plan.arrow_dictionary("res") is plan.arrow_dictionary("res")  # built once
+    assert plan.dictionary(raw, "res") == ["ALA", "GLY", "SER"] and plan.dictionary(raw, "x") is None
+    assert plan.dictionary(raw, "note")[-1] == "n4999"  # not kept: decoded from the blob
 
 
 def test_codes_beyond_the_dictionary_are_a_storage_error() -> None:

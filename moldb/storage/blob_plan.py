@@ -58,17 +58,29 @@ class BlobPlan:
         self.layout = segment_layout(cols)
         self.dicts: dict[str, list[str]] = {}
         self._arrow: dict[str, pa.Array] = {}
-        view = memoryview(blob)
         for col in cols:
             if "dict" in col:
-                off, clen, ulen = col["dict"]
-                d = msgpack.unpackb(_decompress(view[self.base + off: self.base + off + clen], ulen), raw=False)
+                d = self._unpack(blob, col)
                 if len(d) <= _DICT_MAX:
                     self.dicts[col["name"]] = d
         self.nbytes = 4 * self.base + _STR_COST * sum(len(d) for d in self.dicts.values())
 
     def __len__(self) -> int:  # the size ByteLRU bounds
         return self.nbytes
+
+    def _unpack(self, blob: bytes | memoryview, col: dict[str, Any]) -> list[str]:
+        off, clen, ulen = col["dict"]
+        return list(msgpack.unpackb(_decompress(memoryview(blob)[self.base + off: self.base + off + clen], ulen),
+                                    raw=False))
+
+    def dictionary(self, blob: bytes | memoryview, column: str) -> list[str] | None:
+        """The dictionary of string column ``column`` of ``blob`` (this plan's blob): kept, or decoded now."""
+        if column in self.dicts:
+            return list(self.dicts[column])
+        for col in self.header["cols"]:
+            if col["name"] == column and "dict" in col:
+                return self._unpack(blob, col)
+        return None
 
     def arrow_dictionary(self, column: str) -> pa.Array | None:
         """The dictionary of ``column`` as an Arrow string array (built once), None if not kept."""

@@ -19,10 +19,9 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import msgpack
 import numpy as np
 
-from moldb.storage.blob import _decompress, read_blob_columns, read_header
+from moldb.storage.blob import read_blob_columns, read_header
 from moldb.storage.blob_pages import read_into, read_pages, read_rows
 from moldb.storage.blob_plan import BlobPlan, plan_cache
 from moldb.storage.chunks import Manifest, parse_manifest
@@ -167,15 +166,7 @@ class GroupSource:
         """Dictionary of a string column without decoding codes (None: no such column)."""
         if self.manifest is not None:
             return self.manifest.dicts.get(column)
-        if column in self._plan.dicts:
-            return list(self._plan.dicts[column])
-        blob, base = self.blobs[0], self._plan.base
-        for col in self._plan.header["cols"]:
-            if col["name"] == column and "dict" in col:
-                off, clen, ulen = col["dict"]
-                return list(msgpack.unpackb(_decompress(memoryview(blob)[base + off: base + off + clen], ulen),
-                                            raw=False))
-        return None
+        return self._plan.dictionary(self.blobs[0], column)
 
     def arrow(self, values: dict[str, Any], masks: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, int],
                                                                                   list[str]]:
